@@ -1,0 +1,21 @@
+# Propensity-score matched survival comparisons on multicenter registry extracts.
+#   snakemake --cores all                                        (the bundled demo study)
+#   snakemake -s <repo>/Snakefile -d <study> --configfile <study>/config.yaml --cores all
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,156 @@
+"""The per-analysis stages as functions of frames keyed by patient_id.
+
+The numerical modules (propensity, matching, balance, survival) work on arrays; these functions
+translate between them and the result tables the workflow writes, so the workflow's scripts and
+the tests call the same code.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.balance import balance_failed, balance_table
+from pipeline.matching import common_support, distance_from_ps, match_nearest
+from pipeline.propensity import add_missing_indicators, design_matrix, fit_propensity, ps_diagnostics
+from pipeline.survival import compare_survival
+from pipeline.table_one import table_one
+
+
+def analysis_variables(variables: dict, cohort: pd.DataFrame) -> dict:
+    """The registry variables plus the derived ones an analysis may use (center, index_year)."""
+    full = dict(variables)
+    if "center" in cohort:
+        full["center"] = {"type": "category", "levels": sorted(cohort["center"].dropna().unique())}
+    if "index_year" in cohort:
+        full["index_year"] = {"type": "integer"}
+    return full
+
+
+def covariate_matrix(cohort: pd.DataFrame, analysis: dict, variables: dict) -> pd.DataFrame:
+    """Design matrix of the analysis's covariates (with missingness indicators if configured)."""
+    variables = analysis_variables(variables, cohort)
+    covariates = list(analysis["covariates"])
+    data = cohort
+    if analysis["missing"] == "indicator":
+        data, covariates = add_missing_indicators(cohort, covariates, variables)
+        variables = variables | {c: {"type": "binary"} for c in covariates if c not in variables}
+    return design_matrix(data, covariates, variables)
+
+
+def propensity_stage(cohort: pd.DataFrame, analysis: dict, variables: dict, seed: int):
+    treated = cohort["treated"].to_numpy(bool)
+    spec = analysis["propensity"]
+    precomputed = cohort[spec["column"]].to_numpy(float) if spec["model"] == "precomputed" else None
+    X = covariate_matrix(cohort, analysis, variables)
+    fit = fit_propensity(X, treated, spec, seed, precomputed=precomputed)
+    matching = analysis["matching"]
+    discarded = common_support(fit.ps, treated, matching["discard"])
+    scores = pd.DataFrame({
+        "patient_id": cohort["patient_id"].to_numpy(),
+        "group": cohort["group"].to_numpy(),
+        "ps": fit.ps,
+        "distance": distance_from_ps(fit.ps, matching["caliper_scale"]),
+        "discarded": discarded,
+    })
+    summary = {
+        "model": fit.model,
+        "converged": fit.converged,
+        "warnings": fit.warnings,
+        "coefficients": fit.coefficients,
+        "n_discarded_treated": int((discarded & treated).sum()),
+        "n_discarded_control": int((discarded & ~treated).sum()),
+        "diagnostics_before": ps_diagnostics(fit.ps, treated),
+    }
+    return scores, summary
+
+
+def exact_strata(cohort: pd.DataFrame, exact: list[str]) -> np.ndarray | None:
+    """One integer code per combination of the exact-matching variables (None without any)."""
+    if not exact:
+        return None
+    return cohort.groupby(list(exact), sort=True, dropna=False).ngroup().to_numpy()
+
+
+def match_stage(cohort: pd.DataFrame, scores: pd.DataFrame, analysis: dict, seed: int):
+    matching = analysis["matching"]
+    treated = scores["group"].eq("treated").to_numpy()
+    result = match_nearest(
+        scores["distance"].to_numpy(float), treated,
+        ratio=matching["ratio"], caliper=matching["caliper"], std_caliper=matching["std_caliper"],
+        replace=matching["replace"], order=matching["order"],
+        exact=exact_strata(cohort, matching["exact"]),
+        discarded=scores["discarded"].to_numpy(bool), seed=seed,
+    )
+    ids = scores["patient_id"].to_numpy()
+    keep = result.weights > 0
+    matched = pd.DataFrame({
+        "patient_id": ids[keep],
+        "group": scores["group"].to_numpy()[keep],
+        "subclass": _subclass_column(result.subclass[keep], matching["replace"]),
+        "weight": result.weights[keep],
+        "ps": scores["ps"].to_numpy()[keep],
+        "distance": scores["distance"].to_numpy()[keep],
+    })
+    pairs = pd.DataFrame({
+        "treated_id": ids[result.pairs["treated_index"].to_numpy()],
+        "control_id": ids[result.pairs["control_index"].to_numpy()],
+        "slot": result.pairs["slot"].to_numpy(),
+        "distance_diff": result.pairs["distance_diff"].to_numpy(),
+    })
+    summary = {"settings": matching, "caliper_raw": result.caliper_raw, **result.counts}
+    return matched, pairs, summary
+
+
+def _subclass_column(subclass: np.ndarray, replace: bool) -> pd.Series:
+    """Matched-set ids; empty with replacement, where a control can belong to several sets."""
+    if replace:
+        return pd.Series([pd.NA] * len(subclass), dtype="Int64")
+    return pd.Series(subclass, dtype="Int64")
+
+
+def matching_weights(cohort: pd.DataFrame, matched: pd.DataFrame) -> np.ndarray:
+    """Weight per cohort row (0 for the unmatched)."""
+    weights = cohort["patient_id"].map(dict(zip(matched["patient_id"], matched["weight"])))
+    return weights.fillna(0.0).to_numpy(float)
+
+
+def balance_stage(cohort: pd.DataFrame, scores: pd.DataFrame, matched: pd.DataFrame,
+                  analysis: dict, variables: dict, min_cell: int):
+    treated = cohort["treated"].to_numpy(bool)
+    weights = matching_weights(cohort, matched)
+    X = covariate_matrix(cohort, analysis, variables)
+    full_variables = analysis_variables(variables, cohort)
+    binary = {c for c in X.columns if c not in full_variables or full_variables[c]["type"] == "binary"}
+    balance = balance_table(X, treated, weights, binary=binary)
+    table1 = table_one(cohort, list(analysis["covariates"]), full_variables, treated, weights, min_cell)
+    ps = scores["ps"].to_numpy(float)
+    summary = {
+        "failed": balance_failed(balance),
+        "max_abs_smd_before": float(np.nanmax(np.abs(balance["smd_before"]))),
+        "max_abs_smd_after": float(np.nanmax(np.abs(balance["smd_after"]))),
+        "diagnostics_after": ps_diagnostics(ps, treated, weights),
+    }
+    return balance, table1, summary
+
+
+def matched_sample(cohort: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFrame:
+    """The matched rows with their outcome, in cohort order."""
+    outcome = cohort[["patient_id", "treated", "time", "event"]]
+    return outcome.merge(matched[["patient_id", "subclass", "weight"]], on="patient_id", how="inner")
+
+
+def survival_stage(cohort: pd.DataFrame, matched: pd.DataFrame, analysis: dict, seed: int, time_unit: str):
+    sample = matched_sample(cohort, matched)
+    replace = analysis["matching"]["replace"]
+    # Without replacement the matched set is the cluster (Austin 2014); with replacement a control
+    # can be in several sets, so MatchIt's vignette clusters on the patient.
+    cluster = (pd.factorize(sample["patient_id"])[0] if replace
+               else sample["subclass"].to_numpy(np.int64))
+    survival = analysis["survival"]
+    return compare_survival(
+        sample["time"].to_numpy(float), sample["event"].to_numpy(int), sample["treated"].to_numpy(bool),
+        sample["weight"].to_numpy(float), cluster,
+        tau=survival["rmst_tau"], landmarks=survival["landmarks"], ci=survival["ci"],
+        bootstrap=survival["bootstrap"], seed=seed, time_unit=time_unit,
+        pair_strata=None if replace else sample["subclass"].to_numpy(np.int64),
+    )

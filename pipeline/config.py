@@ -1,0 +1,220 @@
+"""Study configuration: JSON-schema validation, defaults, and the semantic checks run before any job.
+
+Every problem found is collected and raised together as one `ConfigError`, so a user fixes the
+config in one pass and never sees a traceback.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import yaml
+
+from pipeline.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+DERIVED_VARIABLES = {"center": "category", "index_year": "integer"}
+"""Columns every analysis can use besides the configured variables: the center key, and the
+calendar year of time zero (date outcomes only)."""
+
+COVARIATE_TYPES = {"numeric", "integer", "binary", "category"}
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def prepare_config(config: dict, workdir: Path | str = ".") -> dict:
+    """Validate `config` and return a copy with every default filled in.
+
+    Raises ConfigError naming each offending key, file or column.
+    """
+    schema = load_schema()
+    _validate_schema(config, schema)
+    config = fill_defaults(copy.deepcopy(config), schema, schema)
+    problems = semantic_problems(config, Path(workdir))
+    if problems:
+        raise ConfigError("the config has problems:\n  - " + "\n  - ".join(problems))
+    return config
+
+
+def _validate_schema(config: dict, schema: dict) -> None:
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"{_key_path(e)}: {_schema_message(e)}" for e in errors]
+        raise ConfigError("the config does not match its schema:\n  - " + "\n  - ".join(lines))
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return f"{error.message} (allowed: {', '.join(sorted(error.schema.get('properties', {})))})"
+    if error.validator == "oneOf" and error.context:
+        return "; or ".join(sorted({c.message for c in error.context}))
+    return error.message
+
+
+def fill_defaults(instance, schema: dict, root: dict):
+    """Fill `default`s of object properties recursively (through $ref and additionalProperties)."""
+    schema = _resolve(schema, root)
+    if not isinstance(instance, dict):
+        return instance
+    for name, sub in schema.get("properties", {}).items():
+        sub = _resolve(sub, root)
+        if name not in instance and "default" in sub:
+            instance[name] = copy.deepcopy(sub["default"])
+        if name in instance:
+            instance[name] = fill_defaults(instance[name], sub, root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        known = schema.get("properties", {})
+        for name in instance:
+            if name not in known:
+                instance[name] = fill_defaults(instance[name], extra, root)
+    return instance
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    ref = schema.get("$ref")
+    if ref:
+        node = root
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]
+        return node
+    return schema
+
+
+# --- semantic checks --------------------------------------------------------------------------
+
+def semantic_problems(config: dict, workdir: Path) -> list[str]:
+    """Everything the schema cannot express: types that fit together, names that exist, files."""
+    from pipeline.matching import check_matching_settings
+    from pipeline.registry_checks import check_registry_config
+
+    problems = variable_problems(config) + outcome_problems(config)
+    columns = analysis_columns(config)
+    for name, analysis in config["analyses"].items():
+        problems += [f"analyses.{name}.{p}" for p in analysis_problems(analysis, config, columns)]
+        problems += [f"analyses.{name}.matching: {p}"
+                     for p in check_matching_settings(analysis["matching"], columns)]
+    if not problems:  # file checks read headers: only worth it once the config itself is sound
+        problems += check_registry_config(config, workdir)
+    return problems
+
+
+def variable_problems(config: dict) -> list[str]:
+    variables = config["registry"]["variables"]
+    ids = [n for n, v in variables.items() if v["type"] == "id"]
+    problems = []
+    if len(ids) != 1:
+        problems.append(f"registry.variables: exactly one variable must have type id (found {len(ids)}: {ids})")
+    for name, spec in variables.items():
+        if spec["type"] == "category" and not spec.get("levels"):
+            problems.append(f"registry.variables.{name}: a category needs `levels`")
+        if spec["type"] != "category" and "levels" in spec:
+            problems.append(f"registry.variables.{name}: `levels` only applies to type category")
+        if ("min" in spec or "max" in spec) and spec["type"] not in {"numeric", "integer"}:
+            problems.append(f"registry.variables.{name}: min/max only apply to numeric and integer")
+        if name in DERIVED_VARIABLES:
+            problems.append(f"registry.variables.{name}: the name is reserved (derived by the workflow)")
+    return problems
+
+
+def outcome_problems(config: dict) -> list[str]:
+    variables = config["registry"]["variables"]
+    expected = {"time_zero": {"date"}, "end": {"date"}, "event_date": {"date"},
+                "time": {"numeric", "integer"}, "event": {"binary"}}
+    problems = []
+    for key, name in config["outcome"].items():
+        if name not in variables:
+            problems.append(f"outcome.{key}: '{name}' is not a registry variable")
+        elif variables[name]["type"] not in expected[key]:
+            problems.append(f"outcome.{key}: '{name}' has type {variables[name]['type']}, "
+                            f"expected {' or '.join(sorted(expected[key]))}")
+    return problems
+
+
+def analysis_columns(config: dict) -> dict[str, str]:
+    """Variable name -> type, for every column an analysis may refer to."""
+    columns = {n: v["type"] for n, v in config["registry"]["variables"].items()}
+    columns["center"] = "category"
+    if "time_zero" in config["outcome"]:
+        columns["index_year"] = "integer"
+    return columns
+
+
+def analysis_problems(analysis: dict, config: dict, columns: dict[str, str]) -> list[str]:
+    variables = config["registry"]["variables"]
+    problems = _treatment_problems(analysis["treatment"], variables)
+    outcome_vars = set(config["outcome"].values())
+    for cov in analysis["covariates"]:
+        if cov not in columns:
+            problems.append(f"covariates: '{cov}' is not a registry variable")
+        elif columns[cov] not in COVARIATE_TYPES:
+            problems.append(f"covariates: '{cov}' has type {columns[cov]}; covariates must be "
+                            "numeric, integer, binary or category")
+        elif cov in outcome_vars or cov == analysis["treatment"]["column"]:
+            problems.append(f"covariates: '{cov}' is the treatment or part of the outcome")
+    problems += _cohort_problems(analysis["cohort"], config, columns)
+    ps = analysis["propensity"]
+    if ps["model"] == "precomputed":
+        column = ps.get("column")
+        if column is None:
+            problems.append("propensity: model precomputed needs `column`")
+        elif columns.get(column) not in {"numeric"}:
+            problems.append(f"propensity.column: '{column}' must be a numeric registry variable")
+    for var in analysis["matching"]["exact"]:
+        if var in columns and columns[var] in {"id", "date", "numeric"}:
+            problems.append(f"matching.exact: '{var}' has type {columns[var]}; exact matching needs "
+                            "a category, binary or integer variable")
+    return problems
+
+
+def _treatment_problems(treatment: dict, variables: dict) -> list[str]:
+    column = treatment["column"]
+    spec = variables.get(column)
+    if spec is None:
+        return [f"treatment.column: '{column}' is not a registry variable"]
+    if spec["type"] != "category":
+        return [f"treatment.column: '{column}' must be a category variable"]
+    problems = [f"treatment.{arm}: '{treatment[arm]}' is not a level of {column} ({spec.get('levels')})"
+                for arm in ("treated", "control") if treatment[arm] not in spec.get("levels", [])]
+    if treatment["treated"] == treatment["control"]:
+        problems.append("treatment: treated and control must differ")
+    return problems
+
+
+def _cohort_problems(steps: list[str], config: dict, columns: dict[str, str]) -> list[str]:
+    """Evaluate each query on an empty frame of the right dtypes: syntax errors and unknown names
+    show up here instead of halfway through a run."""
+    empty = empty_frame(columns)
+    problems = []
+    for i, query in enumerate(steps):
+        try:
+            result = empty.query(query)
+        except Exception as exc:  # pandas raises many types for a bad expression
+            problems.append(f"cohort[{i}]: cannot evaluate {query!r}: {exc}")
+            continue
+        if not isinstance(result, pd.DataFrame):
+            problems.append(f"cohort[{i}]: {query!r} is not a row filter")
+    return problems
+
+
+PANDAS_DTYPES = {"id": "string", "numeric": "float64", "integer": "Int64", "binary": "Int8",
+                 "category": "string", "date": "datetime64[ns]"}
+
+
+def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=PANDAS_DTYPES[kind]) for name, kind in columns.items()})
+
+
+
+def id_variable(config: dict) -> str:
+    """Name of the registry's id variable (written as `patient_id` in every result file)."""
+    return next(n for n, v in config["registry"]["variables"].items() if v["type"] == "id")

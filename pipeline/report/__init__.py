@@ -1,0 +1,1 @@
+"""HTML reports: one per analysis and an index, self-contained (inline CSS and images)."""

@@ -1,0 +1,79 @@
+"""Config validation: schema errors and semantic problems come back as one readable ConfigError."""
+import pytest
+
+from pipeline.config import analysis_columns, analysis_problems, fill_defaults, load_schema, prepare_config
+from pipeline.errors import ConfigError
+from tests.conftest import REPO
+
+
+def test_demo_config_is_valid_and_gets_defaults(demo_config):
+    study = prepare_config(demo_config, REPO)
+    assert study["report"]["min_cell"] == 5
+    assert study["analyses"]["all_patients"]["matching"]["caliper"] == 0.2
+    assert len(study["registry"]["centers"]) == 9
+
+
+def test_defaults_fill_nested_blocks_left_out(demo_config):
+    analysis = demo_config["analyses"]["all_patients"]
+    for key in ("matching", "survival", "propensity", "missing", "cohort"):
+        analysis.pop(key)
+    schema = load_schema()
+    filled = fill_defaults(demo_config, schema, schema)["analyses"]["all_patients"]
+    assert filled["matching"]["ratio"] == 1 and filled["matching"]["order"] == "largest"
+    assert filled["survival"]["ci"] == "log-log" and filled["survival"]["bootstrap"] == 1000
+    assert filled["propensity"] == {"model": "logistic"}
+    assert filled["missing"] == "complete_case" and filled["cohort"] == []
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda c: c["analyses"]["all_patients"]["matching"].update(ratio=0), "analyses.all_patients.matching.ratio"),
+    (lambda c: c["analyses"]["all_patients"]["matching"].update(order="biggest"), "'biggest' is not one of"),
+    (lambda c: c["analyses"]["all_patients"]["matching"].update(caliper=-0.1), "matching.caliper"),
+    (lambda c: c.update(colour="blue"), "'colour' was unexpected"),
+    (lambda c: c["registry"]["variables"]["age"].update(type="float"), "registry.variables.age.type"),
+    (lambda c: c.update(time_unit="fortnights"), "time_unit"),
+])
+def test_schema_errors_name_the_key(demo_config, mutate, expected):
+    mutate(demo_config)
+    with pytest.raises(ConfigError) as err:
+        prepare_config(demo_config, REPO)
+    assert expected in str(err.value)
+
+
+def _problems(config, **changes):
+    analysis = config["analyses"]["all_patients"]
+    for key, value in changes.items():
+        analysis[key] = value
+    schema = load_schema()
+    config = fill_defaults(config, schema, schema)
+    return analysis_problems(config["analyses"]["all_patients"], config, analysis_columns(config))
+
+
+def test_unknown_covariate_and_non_covariate_types(demo_config):
+    problems = _problems(demo_config, covariates=["age", "weight", "treatment_date", "death"])
+    text = "\n".join(problems)
+    assert "'weight' is not a registry variable" in text
+    assert "'treatment_date' has type date" in text
+    assert "'death' is the treatment or part of the outcome" in text
+
+
+def test_treatment_levels_must_exist(demo_config):
+    problems = _problems(demo_config, treatment={"column": "treatment", "treated": "surgery", "control": "iat"})
+    assert problems == ["treatment.treated: 'surgery' is not a level of treatment (['resection', 'iat'])"]
+
+
+def test_bad_cohort_queries_are_caught_before_running(demo_config):
+    problems = _problems(demo_config, cohort=["liver_burden_gt25 == 1", "tumour_size > 5", "age >"])
+    assert len(problems) == 2
+    assert problems[0].startswith("cohort[1]: cannot evaluate 'tumour_size > 5'")
+    assert problems[1].startswith("cohort[2]: cannot evaluate 'age >'")
+
+
+def test_derived_center_and_index_year_are_usable(demo_config):
+    assert _problems(demo_config, cohort=["index_year >= 1995", "center != 'x'"],
+                     covariates=["age", "index_year", "center"]) == []
+
+
+def test_precomputed_model_needs_a_numeric_column(demo_config):
+    problems = _problems(demo_config, propensity={"model": "precomputed"})
+    assert problems == ["propensity: model precomputed needs `column`"]

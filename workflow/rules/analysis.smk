@@ -1,0 +1,129 @@
+rule cohort:
+    """Apply the analysis's inclusion steps (with attrition) and derive the outcome."""
+    input:
+        "results/registry/harmonized.parquet",
+    output:
+        cohort="results/{analysis}/cohort.parquet",
+        attrition="results/{analysis}/cohort.json",
+    params:
+        analysis=analysis_config,
+        outcome=STUDY["outcome"],
+        time_unit=STUDY["time_unit"],
+        variables=STUDY["registry"]["variables"],
+    log:
+        "results/logs/{analysis}/cohort.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/cohort.py"
+
+
+rule propensity:
+    """Fit the propensity model; the matching distance and common-support discards."""
+    input:
+        "results/{analysis}/cohort.parquet",
+    output:
+        scores="results/{analysis}/propensity.parquet",
+        summary="results/{analysis}/propensity.json",
+    params:
+        analysis=analysis_config,
+        variables=STUDY["registry"]["variables"],
+        seed=STUDY["seed"],
+    log:
+        "results/logs/{analysis}/propensity.log",
+    benchmark:
+        "results/benchmarks/{analysis}/propensity.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/propensity.py"
+
+
+rule match:
+    """Greedy nearest-neighbour matching with MatchIt (>= 4.6) semantics."""
+    input:
+        cohort="results/{analysis}/cohort.parquet",
+        scores="results/{analysis}/propensity.parquet",
+    output:
+        matched="results/{analysis}/matched.csv",
+        pairs="results/{analysis}/pairs.csv",
+        summary="results/{analysis}/matching.json",
+    params:
+        analysis=analysis_config,
+        seed=STUDY["seed"],
+    log:
+        "results/logs/{analysis}/match.log",
+    benchmark:
+        "results/benchmarks/{analysis}/match.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/match.py"
+
+
+rule balance:
+    """Covariate balance before and after matching, Table 1, Love and overlap plots."""
+    input:
+        cohort="results/{analysis}/cohort.parquet",
+        scores="results/{analysis}/propensity.parquet",
+        matched="results/{analysis}/matched.csv",
+    output:
+        balance="results/{analysis}/balance.csv",
+        table1="results/{analysis}/table1.csv",
+        summary="results/{analysis}/balance.json",
+        love_plot="results/{analysis}/love_plot.png",
+        overlap_plot="results/{analysis}/ps_overlap.png",
+    params:
+        analysis=analysis_config,
+        variables=STUDY["registry"]["variables"],
+        min_cell=STUDY["report"]["min_cell"],
+    log:
+        "results/logs/{analysis}/balance.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/balance.py"
+
+
+rule survival:
+    """KM, log-rank, marginal Cox HR (cluster-robust), RMST, bootstrap median difference, E-value."""
+    input:
+        cohort="results/{analysis}/cohort.parquet",
+        matched="results/{analysis}/matched.csv",
+        pairs="results/{analysis}/pairs.csv",
+    output:
+        survival="results/{analysis}/survival.json",
+        km_plot="results/{analysis}/km.png",
+    params:
+        analysis=analysis_config,
+        seed=STUDY["seed"],
+        time_unit=STUDY["time_unit"],
+        min_cell=STUDY["report"]["min_cell"],
+    log:
+        "results/logs/{analysis}/survival.log",
+    benchmark:
+        "results/benchmarks/{analysis}/survival.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/survival.py"

@@ -1,0 +1,44 @@
+import os
+import sys
+from pathlib import Path
+
+# The rules' scripts import the `pipeline` package from this repository.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+sys.path.insert(0, workflow.basedir)
+
+from pipeline.config import prepare_config
+from pipeline.errors import PipelineError
+
+try:
+    STUDY = prepare_config(config, Path.cwd())
+except PipelineError as err:
+    sys.stderr.write(f"psm-pipeline: {err}\n")
+    sys.exit(1)
+
+CENTERS = list(STUDY["registry"]["centers"])
+ANALYSES = list(STUDY["analyses"])
+
+
+wildcard_constraints:
+    center="|".join(CENTERS),
+    analysis="|".join(ANALYSES),
+
+
+def center_extract(wildcards):
+    return STUDY["registry"]["centers"][wildcards.center]["path"]
+
+
+def analysis_config(wildcards):
+    return STUDY["analyses"][wildcards.analysis]
+
+
+ANALYSIS_FILES = [
+    "cohort.json", "propensity.parquet", "matched.csv", "pairs.csv", "balance.csv", "table1.csv",
+    "survival.json", "report.html",
+]
+
+
+def final_outputs():
+    registry = expand("results/registry/{name}", name=["harmonized.parquet", "quarantine.csv", "ingest_summary.json"])
+    per_analysis = expand("results/{analysis}/{name}", analysis=ANALYSES, name=ANALYSIS_FILES)
+    return registry + per_analysis + ["results/report.html"]

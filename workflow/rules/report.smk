@@ -1,0 +1,59 @@
+rule analysis_report:
+    """Self-contained HTML report of one analysis."""
+    input:
+        attrition="results/{analysis}/cohort.json",
+        propensity="results/{analysis}/propensity.json",
+        matching="results/{analysis}/matching.json",
+        balance="results/{analysis}/balance.csv",
+        balance_summary="results/{analysis}/balance.json",
+        table1="results/{analysis}/table1.csv",
+        survival="results/{analysis}/survival.json",
+        km_plot="results/{analysis}/km.png",
+        love_plot="results/{analysis}/love_plot.png",
+        overlap_plot="results/{analysis}/ps_overlap.png",
+        ingest="results/registry/ingest_summary.json",
+    output:
+        report(
+            "results/{analysis}/report.html",
+            category="Analyses",
+            labels={"analysis": "{analysis}", "file": "report"},
+        ),
+    params:
+        analysis=analysis_config,
+        name=lambda wc: wc.analysis,
+        study=STUDY,
+    log:
+        "results/logs/{analysis}/report.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/analysis_report.py"
+
+
+rule index_report:
+    """Index of every analysis with its headline comparison."""
+    input:
+        survival=expand("results/{analysis}/survival.json", analysis=ANALYSES),
+        attrition=expand("results/{analysis}/cohort.json", analysis=ANALYSES),
+        matching=expand("results/{analysis}/matching.json", analysis=ANALYSES),
+        reports=expand("results/{analysis}/report.html", analysis=ANALYSES),
+        ingest="results/registry/ingest_summary.json",
+    output:
+        report("results/report.html", category="Index"),
+    params:
+        analyses=ANALYSES,
+        study=STUDY,
+    log:
+        "results/logs/index_report.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/index_report.py"

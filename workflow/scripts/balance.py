@@ -1,0 +1,23 @@
+"""Rule balance: covariate balance, Table 1 and the design plots."""
+import pandas as pd
+
+from pipeline.analysis import balance_stage, matching_weights
+from pipeline.diagnostic_plots import love_plot, overlap_plot
+from pipeline.io import run_script, write_csv, write_json
+
+
+def main(smk):
+    cohort = pd.read_parquet(smk.input.cohort)
+    scores = pd.read_parquet(smk.input.scores)
+    matched = pd.read_csv(smk.input.matched, dtype={"patient_id": str})
+    balance, table1, summary = balance_stage(cohort, scores, matched, smk.params.analysis,
+                                             smk.params.variables, smk.params.min_cell)
+    write_csv(balance, smk.output.balance)
+    write_csv(table1, smk.output.table1)
+    write_json(summary, smk.output.summary)
+    love_plot(balance, smk.output.love_plot)
+    overlap_plot(scores["ps"].to_numpy(), cohort["treated"].to_numpy(bool),
+                 matching_weights(cohort, matched), smk.output.overlap_plot)
+
+
+run_script(main, snakemake)  # noqa: F821

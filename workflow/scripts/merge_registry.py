@@ -1,0 +1,19 @@
+"""Rule merge_registry: the centers' parts -> harmonized.parquet, quarantine.csv, ingest_summary.json."""
+import pandas as pd
+
+from pipeline.harmonize import merge_centers
+from pipeline.io import read_json, run_script, write_csv, write_json, write_parquet
+
+
+def main(smk):
+    parts = [
+        (pd.read_parquet(accepted), pd.read_parquet(quarantine), read_json(summary))
+        for accepted, quarantine, summary in zip(smk.input.accepted, smk.input.quarantine, smk.input.summary)
+    ]
+    harmonized, quarantine, summary = merge_centers(parts)
+    write_parquet(harmonized, smk.output.harmonized)
+    write_csv(quarantine, smk.output.quarantine)
+    write_json(summary, smk.output.summary)
+
+
+run_script(main, snakemake)  # noqa: F821

@@ -1,0 +1,15 @@
+"""Rule propensity: cohort -> propensity scores, matching distance, common-support discards."""
+import pandas as pd
+
+from pipeline.analysis import propensity_stage
+from pipeline.io import run_script, write_json, write_parquet
+
+
+def main(smk):
+    cohort = pd.read_parquet(smk.input[0])
+    scores, summary = propensity_stage(cohort, smk.params.analysis, smk.params.variables, smk.params.seed)
+    write_parquet(scores, smk.output.scores)
+    write_json(summary, smk.output.summary)
+
+
+run_script(main, snakemake)  # noqa: F821
