@@ -11,6 +11,7 @@ import pandas as pd
 
 from pipeline.balance import balance_failed, balance_table
 from pipeline.matching import common_support, distance_from_ps, match_nearest
+from pipeline.power import power_summary
 from pipeline.propensity import add_missing_indicators, design_matrix, fit_propensity, ps_diagnostics
 from pipeline.survival import compare_survival
 from pipeline.table_one import table_one
@@ -139,7 +140,8 @@ def matched_sample(cohort: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFrame:
     return outcome.merge(matched[["patient_id", "subclass", "weight"]], on="patient_id", how="inner")
 
 
-def survival_stage(cohort: pd.DataFrame, matched: pd.DataFrame, analysis: dict, seed: int, time_unit: str):
+def survival_stage(cohort: pd.DataFrame, matched: pd.DataFrame, analysis: dict, seed: int, time_unit: str,
+                   relevant_hr: float = 1.5):
     sample = matched_sample(cohort, matched)
     replace = analysis["matching"]["replace"]
     # Without replacement the matched set is the cluster (Austin 2014); with replacement a control
@@ -147,10 +149,12 @@ def survival_stage(cohort: pd.DataFrame, matched: pd.DataFrame, analysis: dict, 
     cluster = (pd.factorize(sample["patient_id"])[0] if replace
                else sample["subclass"].to_numpy(np.int64))
     survival = analysis["survival"]
-    return compare_survival(
+    result = compare_survival(
         sample["time"].to_numpy(float), sample["event"].to_numpy(int), sample["treated"].to_numpy(bool),
         sample["weight"].to_numpy(float), cluster,
         tau=survival["rmst_tau"], landmarks=survival["landmarks"], ci=survival["ci"],
         bootstrap=survival["bootstrap"], seed=seed, time_unit=time_unit,
         pair_strata=None if replace else sample["subclass"].to_numpy(np.int64),
     )
+    result["power"] = power_summary(result, relevant_hr)
+    return result

@@ -6,6 +6,7 @@ config in one pass and never sees a traceback.
 from __future__ import annotations
 
 import copy
+import itertools
 from pathlib import Path
 
 import jsonschema
@@ -34,6 +35,8 @@ def prepare_config(config: dict, workdir: Path | str = ".") -> dict:
     schema = load_schema()
     _validate_schema(config, schema)
     config = fill_defaults(copy.deepcopy(config), schema, schema)
+    config["analyses"] = expand_analyses(config["analyses"], config["registry"]["variables"])
+    _validate_schema(config, schema)  # the derived analyses too (e.g. a grid value of the wrong type)
     problems = semantic_problems(config, Path(workdir))
     if problems:
         raise ConfigError("the config has problems:\n  - " + "\n  - ".join(problems))
@@ -42,7 +45,7 @@ def prepare_config(config: dict, workdir: Path | str = ".") -> dict:
 
 def _validate_schema(config: dict, schema: dict) -> None:
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = [f"{_key_path(e)}: {_schema_message(e)}" for e in errors]
         raise ConfigError("the config does not match its schema:\n  - " + "\n  - ".join(lines))
@@ -90,6 +93,56 @@ def _resolve(schema: dict, root: dict) -> dict:
     return schema
 
 
+# --- derived analyses: subgroups and sensitivity grids ----------------------------------------
+
+def expand_analyses(analyses: dict, variables: dict) -> dict:
+    """Each analysis, followed by its sensitivity variants and its subgroup analyses.
+
+    A derived analysis is a complete analysis of its own (its own cohort, propensity model and
+    matching: matching is redone within a subgroup), with `derived_from` naming its parent.
+    """
+    expanded = {}
+    for name, analysis in analyses.items():
+        expanded[name] = analysis
+        expanded.update(sensitivity_variants(name, analysis))
+        expanded.update(subgroup_analyses(name, analysis, variables))
+    return expanded
+
+
+def _derived(analysis: dict, parent: str, **origin) -> dict:
+    child = copy.deepcopy(analysis)
+    child["subgroups"], child["sensitivity"] = [], {}
+    child["derived_from"] = {"analysis": parent, **origin}
+    return child
+
+
+def sensitivity_variants(name: str, analysis: dict) -> dict:
+    grid = [(block, key, values) for block, settings in analysis["sensitivity"].items()
+            for key, values in settings.items()]
+    variants = {}
+    for combination in itertools.product(*[values for _, _, values in grid]) if grid else []:
+        child = _derived(analysis, name, variant={})
+        for (block, key, _), value in zip(grid, combination):
+            child[block][key] = value
+            child["derived_from"]["variant"][f"{block}.{key}"] = value
+        suffix = "_".join(f"{key}-{value}" for (_, key, _), value in zip(grid, combination))
+        variants[f"{name}__{suffix}"] = child
+    return variants
+
+
+def subgroup_analyses(name: str, analysis: dict, variables: dict) -> dict:
+    subgroups = {}
+    for variable in analysis["subgroups"]:
+        spec = variables.get(variable, {})
+        levels = spec.get("levels", []) if spec.get("type") == "category" else [0, 1]
+        for level in levels:
+            child = _derived(analysis, name, subgroup={"variable": variable, "level": level})
+            child["cohort"] = [*analysis["cohort"], f"{variable} == {level!r}"]
+            child["covariates"] = [c for c in analysis["covariates"] if c != variable]
+            subgroups[f"{name}__{variable}_{level}"] = child
+    return subgroups
+
+
 # --- semantic checks --------------------------------------------------------------------------
 
 def semantic_problems(config: dict, workdir: Path) -> list[str]:
@@ -103,9 +156,7 @@ def semantic_problems(config: dict, workdir: Path) -> list[str]:
         problems += [f"analyses.{name}.{p}" for p in analysis_problems(analysis, config, columns)]
         problems += [f"analyses.{name}.matching: {p}"
                      for p in check_matching_settings(analysis["matching"], columns)]
-    if not problems:  # file checks read headers: only worth it once the config itself is sound
-        problems += check_registry_config(config, workdir)
-    return problems
+    return problems + check_registry_config(config, workdir)
 
 
 def variable_problems(config: dict) -> list[str]:
@@ -169,6 +220,9 @@ def analysis_problems(analysis: dict, config: dict, columns: dict[str, str]) -> 
             problems.append("propensity: model precomputed needs `column`")
         elif columns.get(column) not in {"numeric"}:
             problems.append(f"propensity.column: '{column}' must be a numeric registry variable")
+    for var in analysis["subgroups"]:
+        if columns.get(var) not in {"binary", "category"}:
+            problems.append(f"subgroups: '{var}' must be a binary or category registry variable")
     for var in analysis["matching"]["exact"]:
         if var in columns and columns[var] in {"id", "date", "numeric"}:
             problems.append(f"matching.exact: '{var}' has type {columns[var]}; exact matching needs "

@@ -1,7 +1,8 @@
 """Config validation: schema errors and semantic problems come back as one readable ConfigError."""
 import pytest
 
-from pipeline.config import analysis_columns, analysis_problems, fill_defaults, load_schema, prepare_config
+from pipeline.config import (analysis_columns, analysis_problems, expand_analyses, fill_defaults, load_schema,
+                             prepare_config)
 from pipeline.errors import ConfigError
 from tests.conftest import REPO
 
@@ -77,3 +78,33 @@ def test_derived_center_and_index_year_are_usable(demo_config):
 def test_precomputed_model_needs_a_numeric_column(demo_config):
     problems = _problems(demo_config, propensity={"model": "precomputed"})
     assert problems == ["propensity: model precomputed needs `column`"]
+
+
+def test_subgroups_and_sensitivity_grid_fan_out(demo_config):
+    analysis = demo_config["analyses"]["all_patients"]
+    analysis["subgroups"] = ["functional", "primary_site"]
+    analysis["sensitivity"] = {"matching": {"caliper": [0.1, 0.25]}, "propensity": {"model": ["gradient_boosting"]}}
+    schema = load_schema()
+    config = fill_defaults(demo_config, schema, schema)
+    expanded = expand_analyses(config["analyses"], config["registry"]["variables"])
+    names = [n for n in expanded if n.startswith("all_patients")]
+    assert names == [
+        "all_patients",
+        "all_patients__caliper-0.1_model-gradient_boosting", "all_patients__caliper-0.25_model-gradient_boosting",
+        "all_patients__functional_0", "all_patients__functional_1",
+        "all_patients__primary_site_pancreas", "all_patients__primary_site_small_bowel",
+        "all_patients__primary_site_other",
+    ]
+    variant = expanded["all_patients__caliper-0.1_model-gradient_boosting"]
+    assert variant["matching"]["caliper"] == 0.1 and variant["propensity"]["model"] == "gradient_boosting"
+    assert expanded["all_patients"]["matching"]["caliper"] == 0.2, "the parent keeps its settings"
+    pancreas = expanded["all_patients__primary_site_pancreas"]
+    assert pancreas["cohort"] == ["primary_site == 'pancreas'"]
+    assert "primary_site" not in pancreas["covariates"]
+    assert pancreas["derived_from"] == {"analysis": "all_patients",
+                                        "subgroup": {"variable": "primary_site", "level": "pancreas"}}
+
+
+def test_subgroup_variable_must_be_categorical(demo_config):
+    assert _problems(demo_config, subgroups=["age"]) == [
+        "subgroups: 'age' must be a binary or category registry variable"]

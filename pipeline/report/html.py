@@ -215,6 +215,7 @@ def render_analysis(name: str, study: dict, results: dict, images: dict, provena
         "survival_table": html_table(survival_display(survival, labels, min_cell), "survival"),
         "effect_table": html_table(effect_display(survival), "effects"),
         "evalue_text": evalue_text(survival),
+        "power_text": power_text(survival),
         "methods": methods_text(study, analysis, results["matching"], labels),
         "citations": CITATIONS,
         "provenance": provenance_display(provenance),
@@ -224,7 +225,30 @@ def render_analysis(name: str, study: dict, results: dict, images: dict, provena
     return _environment().get_template("analysis.html.j2").render(context)
 
 
-def render_index(study: dict, ingest: dict, entries: list[dict]) -> str:
+def power_text(survival: dict) -> str:
+    """MDRR beside the HR, and in words what a non-significant result does and does not show."""
+    power = survival.get("power")
+    if not power or power["mdrr"] is None:
+        return ""
+    text = (f"Minimum detectable hazard ratio at {power['power']:.0%} power (two-sided alpha "
+            f"{power['alpha']}, {survival['treated']['events'] + survival['control']['events']} events): "
+            f"{number(power['mdrr'], 2)} (or {number(1 / power['mdrr'], 2)}).")
+    if power["underpowered"] and (survival["hr_p"] is None or survival["hr_p"] >= power["alpha"]):
+        text += (f" This matched sample could not reliably detect a clinically relevant hazard ratio of "
+                 f"{power['relevant_hr']} (or {number(1 / power['relevant_hr'], 2)}): the non-significant result "
+                 "is not evidence that the treatments are equivalent.")
+    return text
+
+
+def interaction_display(interactions: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "Analysis": interactions["parent"], "Subgroup variable": interactions["subgroup_variable"],
+        "Levels": interactions["levels"], "Chi-square": interactions["chisq"].map(lambda v: number(v, 2)),
+        "df": interactions["df"], "p (exploratory)": interactions["p"].map(p_value),
+    })
+
+
+def render_index(study: dict, ingest: dict, entries: list[dict], forest_png, interactions: pd.DataFrame) -> str:
     """`entries`: per analysis {name, survival, attrition, matching}."""
     min_cell = study["report"]["min_cell"]
     rows = []
@@ -236,10 +260,14 @@ def render_index(study: dict, ingest: dict, entries: list[dict]) -> str:
             "cohort": f"{count(att['n_treated'], min_cell)} / {count(att['n_control'], min_cell)}",
             "matched": f"{count(m['n_treated_matched'], min_cell)} / {count(m['n_controls_matched'], min_cell)}",
             "headline": headline(entry["survival"], labels),
+            "mdrr": number(entry["survival"].get("power", {}).get("mdrr"), 2),
         })
     total = ingest["total"]
     context = {"css": (TEMPLATES / "style.css").read_text(), "analyses": rows,
                "n_centers": len(ingest["centers"]), "rows_read": count(total["rows_read"], min_cell),
                "accepted": count(total["accepted"], min_cell), "quarantined": count(total["quarantined"], min_cell),
+               "forest": image_base64(forest_png),
+               "interactions": html_table(interaction_display(interactions), "interactions")
+               if len(interactions) else "",
                "timestamp": _timestamp()}
     return _environment().get_template("index.html.j2").render(context)

@@ -115,6 +115,7 @@ rule survival:
         seed=STUDY["seed"],
         time_unit=STUDY["time_unit"],
         min_cell=STUDY["report"]["min_cell"],
+        relevant_hr=STUDY["report"]["relevant_hr"],
     log:
         "results/logs/{analysis}/survival.log",
     benchmark:

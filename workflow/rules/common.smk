@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -20,8 +21,8 @@ ANALYSES = list(STUDY["analyses"])
 
 
 wildcard_constraints:
-    center="|".join(CENTERS),
-    analysis="|".join(ANALYSES),
+    center="|".join(map(re.escape, CENTERS)),
+    analysis="|".join(map(re.escape, ANALYSES)),
 
 
 def center_extract(wildcards):
@@ -41,4 +42,5 @@ ANALYSIS_FILES = [
 def final_outputs():
     registry = expand("results/registry/{name}", name=["harmonized.parquet", "quarantine.csv", "ingest_summary.json"])
     per_analysis = expand("results/{analysis}/{name}", analysis=ANALYSES, name=ANALYSIS_FILES)
-    return registry + per_analysis + ["results/report.html"]
+    index = ["results/report.html", "results/forest.csv", "results/interaction.csv", "results/manifest.json"]
+    return registry + per_analysis + index

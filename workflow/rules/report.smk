@@ -43,7 +43,10 @@ rule index_report:
         reports=expand("results/{analysis}/report.html", analysis=ANALYSES),
         ingest="results/registry/ingest_summary.json",
     output:
-        report("results/report.html", category="Index"),
+        index=report("results/report.html", category="Index"),
+        forest_table="results/forest.csv",
+        interaction_table="results/interaction.csv",
+        forest_plot=report("results/forest.png", category="Index", caption="../report/forest.rst"),
     params:
         analyses=ANALYSES,
         study=STUDY,
@@ -57,3 +60,21 @@ rule index_report:
         "../../envs/pipeline.yaml"
     script:
         "../scripts/index_report.py"
+
+
+rule manifest:
+    """SHA-256 of every result file and every published number, for comparing sites and runs."""
+    input:
+        [f for f in final_outputs() if f != "results/manifest.json"],
+    output:
+        "results/manifest.json",
+    log:
+        "results/logs/manifest.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/manifest.py"

@@ -1,19 +1,29 @@
-"""Rule index_report: results/report.html listing every analysis with its headline."""
+"""Rule index_report: results/report.html (every analysis with its headline), the forest plot and its tables."""
 from pathlib import Path
 
-from pipeline.io import read_json, run_script
+from pipeline.forest import forest_plot, forest_rows, interaction_tests, suppressed
+from pipeline.io import read_json, run_script, write_csv
+from pipeline.report.formatting import arm_labels
 from pipeline.report.html import render_index
 
 
 def main(smk):
+    study = smk.params.study
+    names = smk.params.analyses
+    survivals = {name: read_json(path) for name, path in zip(names, smk.input.survival)}
     entries = [
-        {"name": name, "survival": read_json(survival), "attrition": read_json(attrition),
+        {"name": name, "survival": survivals[name], "attrition": read_json(attrition),
          "matching": read_json(matching)}
-        for name, survival, attrition, matching in zip(
-            smk.params.analyses, smk.input.survival, smk.input.attrition, smk.input.matching)
+        for name, attrition, matching in zip(names, smk.input.attrition, smk.input.matching)
     ]
-    page = render_index(smk.params.study, read_json(smk.input.ingest), entries)
-    Path(smk.output[0]).write_text(page)
+    min_cell = study["report"]["min_cell"]
+    rows = forest_rows(study["analyses"], survivals)
+    interactions = interaction_tests(rows)
+    write_csv(suppressed(rows, min_cell), smk.output.forest_table)
+    write_csv(interactions, smk.output.interaction_table)
+    forest_plot(rows, arm_labels(study["analyses"][names[0]]), smk.output.forest_plot, min_cell)
+    page = render_index(study, read_json(smk.input.ingest), entries, smk.output.forest_plot, interactions)
+    Path(smk.output.index).write_text(page)
 
 
 run_script(main, snakemake)  # noqa: F821

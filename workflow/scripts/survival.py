@@ -10,7 +10,8 @@ def main(smk):
     cohort = pd.read_parquet(smk.input.cohort)
     matched = pd.read_csv(smk.input.matched, dtype={"patient_id": str})
     analysis = smk.params.analysis
-    result = survival_stage(cohort, matched, analysis, smk.params.seed, smk.params.time_unit)
+    result = survival_stage(cohort, matched, analysis, smk.params.seed, smk.params.time_unit,
+                            smk.params.relevant_hr)
     write_json(result, smk.output.survival)
     sample = matched_sample(cohort, matched)
     treatment = analysis["treatment"]

@@ -1,0 +1,12 @@
+"""Rule manifest: results/manifest.json (file hashes and published numbers)."""
+from pathlib import Path
+
+from pipeline.io import run_script
+from pipeline.manifest import write_manifest
+
+
+def main(smk):
+    write_manifest(Path("results"), Path(smk.output[0]), [Path(f) for f in smk.input])
+
+
+run_script(main, snakemake)  # noqa: F821
