@@ -16,9 +16,9 @@ import yaml
 from pipeline.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
-DERIVED_VARIABLES = {"center": "category", "index_year": "integer"}
-"""Columns every analysis can use besides the configured variables: the center key, and the
-calendar year of time zero (date outcomes only)."""
+DERIVED_COLUMNS = ("index_year", "time", "event", "treated", "group")
+"""Columns the cohort stage adds (besides `center`, which ingest adds): an analysis can use
+`index_year`, the calendar year of time zero (date outcomes only)."""
 
 COVARIATE_TYPES = {"numeric", "integer", "binary", "category"}
 
@@ -150,7 +150,7 @@ def semantic_problems(config: dict, workdir: Path) -> list[str]:
     from pipeline.matching import check_matching_settings
     from pipeline.registry_checks import check_registry_config
 
-    problems = variable_problems(config) + outcome_problems(config)
+    problems = reserved_name_problems(config)
     columns = analysis_columns(config)
     for name, analysis in config["analyses"].items():
         problems += [f"analyses.{name}.{p}" for p in analysis_problems(analysis, config, columns)]
@@ -159,36 +159,10 @@ def semantic_problems(config: dict, workdir: Path) -> list[str]:
     return problems + check_registry_config(config, workdir)
 
 
-def variable_problems(config: dict) -> list[str]:
-    variables = config["registry"]["variables"]
-    ids = [n for n, v in variables.items() if v["type"] == "id"]
-    problems = []
-    if len(ids) != 1:
-        problems.append(f"registry.variables: exactly one variable must have type id (found {len(ids)}: {ids})")
-    for name, spec in variables.items():
-        if spec["type"] == "category" and not spec.get("levels"):
-            problems.append(f"registry.variables.{name}: a category needs `levels`")
-        if spec["type"] != "category" and "levels" in spec:
-            problems.append(f"registry.variables.{name}: `levels` only applies to type category")
-        if ("min" in spec or "max" in spec) and spec["type"] not in {"numeric", "integer"}:
-            problems.append(f"registry.variables.{name}: min/max only apply to numeric and integer")
-        if name in DERIVED_VARIABLES:
-            problems.append(f"registry.variables.{name}: the name is reserved (derived by the workflow)")
-    return problems
-
-
-def outcome_problems(config: dict) -> list[str]:
-    variables = config["registry"]["variables"]
-    expected = {"time_zero": {"date"}, "end": {"date"}, "event_date": {"date"},
-                "time": {"numeric", "integer"}, "event": {"binary"}}
-    problems = []
-    for key, name in config["outcome"].items():
-        if name not in variables:
-            problems.append(f"outcome.{key}: '{name}' is not a registry variable")
-        elif variables[name]["type"] not in expected[key]:
-            problems.append(f"outcome.{key}: '{name}' has type {variables[name]['type']}, "
-                            f"expected {' or '.join(sorted(expected[key]))}")
-    return problems
+def reserved_name_problems(config: dict) -> list[str]:
+    """Names the cohort stage adds to every analysis frame cannot be registry variables."""
+    return [f"registry.variables.{name}: the name is reserved (the workflow derives a column of that name)"
+            for name in config["registry"]["variables"] if name in DERIVED_COLUMNS]
 
 
 def analysis_columns(config: dict) -> dict[str, str]:
@@ -268,7 +242,3 @@ def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series(dtype=PANDAS_DTYPES[kind]) for name, kind in columns.items()})
 
 
-
-def id_variable(config: dict) -> str:
-    """Name of the registry's id variable (written as `patient_id` in every result file)."""
-    return next(n for n, v in config["registry"]["variables"].items() if v["type"] == "id")

@@ -34,6 +34,8 @@ rule merge_registry:
         harmonized="results/registry/harmonized.parquet",
         quarantine="results/registry/quarantine.csv",
         summary="results/registry/ingest_summary.json",
+    params:
+        variables=STUDY["registry"]["variables"],
     log:
         "results/logs/merge_registry.log",
     benchmark:

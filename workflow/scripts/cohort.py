@@ -2,14 +2,14 @@
 import pandas as pd
 
 from pipeline.cohort import build_cohort
+from pipeline.harmonize import id_variable
 from pipeline.io import run_script, write_json, write_parquet
 
 
 def main(smk):
     harmonized = pd.read_parquet(smk.input[0])
-    id_column = next(n for n, v in smk.params.variables.items() if v["type"] == "id")
     cohort, attrition = build_cohort(harmonized, smk.params.analysis, smk.params.outcome,
-                                     smk.params.time_unit, id_column=id_column)
+                                     smk.params.time_unit, id_column=id_variable(smk.params.variables))
     write_parquet(cohort, smk.output.cohort)
     write_json(attrition, smk.output.attrition)
 

@@ -1,7 +1,7 @@
 """Rule merge_registry: the centers' parts -> harmonized.parquet, quarantine.csv, ingest_summary.json."""
 import pandas as pd
 
-from pipeline.harmonize import merge_centers
+from pipeline.harmonize import id_variable, merge_centers
 from pipeline.io import read_json, run_script, write_csv, write_json, write_parquet
 
 
@@ -10,7 +10,7 @@ def main(smk):
         (pd.read_parquet(accepted), pd.read_parquet(quarantine), read_json(summary))
         for accepted, quarantine, summary in zip(smk.input.accepted, smk.input.quarantine, smk.input.summary)
     ]
-    harmonized, quarantine, summary = merge_centers(parts)
+    harmonized, quarantine, summary = merge_centers(parts, id_column=id_variable(smk.params.variables))
     write_parquet(harmonized, smk.output.harmonized)
     write_csv(quarantine, smk.output.quarantine)
     write_json(summary, smk.output.summary)

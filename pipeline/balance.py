@@ -1,0 +1,187 @@
+"""Covariate balance before and after matching, with MatchIt's ``summary()`` conventions (estimand ATT).
+
+Per covariate column (every one-hot level of a category is its own row):
+- SMD: signed (treated minus control) mean difference divided by the SD of the treated units in the full
+  sample (n - 1 denominator; sqrt(p(1 - p)) for a 0/1 variable). The same denominator is used after
+  matching, where the means are weighted by the matching weights. A mean difference below
+  sqrt(machine epsilon) is reported unstandardized (as MatchIt does).
+- Variance ratio: treated over control variance, weighted after matching with the reliability-weights
+  formula of R's cov.wt(); not reported (NaN) for 0/1 variables, whose variance follows from their mean.
+- eCDF mean / max: mean and maximum absolute difference of the (weighted) empirical CDFs of the arms,
+  evaluated at every distinct value of the variable in the full sample; |difference in proportions| for
+  0/1 variables.
+Thresholds for flags: |SMD| >= 0.1 (Austin 2009) and a variance ratio outside [0.5, 2] (Stuart 2010).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import DataError
+
+SMD_THRESHOLD = 0.1
+VARIANCE_RATIO_BOUNDS = (0.5, 2.0)
+_TINY = np.sqrt(np.finfo(float).eps)
+COLUMNS = ["variable", "smd_before", "smd_after", "var_ratio_before", "var_ratio_after",
+           "ecdf_mean_before", "ecdf_max_before", "ecdf_mean_after", "ecdf_max_after", "flag"]
+
+
+def is_binary(x: np.ndarray) -> bool:
+    """MatchIt's test: every value is 0 or 1."""
+    return bool(np.all((x == 0) | (x == 1)))
+
+
+def weighted_variance(x: np.ndarray, w: np.ndarray, binary: bool) -> float:
+    """Reliability-weights variance (R cov.wt): sum(w (x - m)^2) / (1 - sum(w^2)), w normalized to sum 1.
+
+    With equal weights this is the usual n - 1 sample variance; for a 0/1 variable it is p(1 - p).
+    """
+    w = w / np.sum(w)
+    mean = np.sum(w * x)
+    if binary:
+        return float(mean * (1 - mean))
+    with np.errstate(divide="ignore", invalid="ignore"):      # a single unit: NaN, as in R
+        return float(np.sum(w * (x - mean) ** 2) / (1 - np.sum(w ** 2)))
+
+
+def _pooled_sd(x: np.ndarray, treated: np.ndarray, binary: bool) -> float:
+    """MatchIt's fallback denominator when the treated SD is zero: the within-arm pooled SD."""
+    n = len(x)
+    if binary:
+        variance = sum(np.sum(x[arm]) * (1 - np.sum(x[arm]) / np.sum(arm)) / n for arm in (treated, ~treated))
+    else:
+        centred = np.concatenate([x[arm] - x[arm].mean() for arm in (treated, ~treated)])
+        variance = np.sum(centred ** 2) / (n - 1)  # MatchIt's weighted formula with unit sampling weights
+    return float(np.sqrt(variance))
+
+
+def smd_denominator(x: np.ndarray, treated: np.ndarray, binary: bool) -> float:
+    """SD of the treated in the full (unweighted) sample, or the pooled SD if that is zero or undefined."""
+    sd = np.sqrt(weighted_variance(x[treated], np.ones(int(treated.sum())), binary))
+    if not np.isfinite(sd) or sd < _TINY:
+        sd = _pooled_sd(x, treated, binary)
+    return float(sd)
+
+
+def mean_difference(x: np.ndarray, treated: np.ndarray, w: np.ndarray) -> float:
+    """Weighted mean of the treated minus that of the controls (dot products: no copies of x)."""
+    w_treated = w * treated
+    w_control = w - w_treated
+    return float(x @ w_treated / w_treated.sum() - x @ w_control / w_control.sum())
+
+
+def standardized_mean_difference(x: np.ndarray, treated: np.ndarray, w: np.ndarray, denominator: float,
+                                 enough: bool = True) -> float:
+    """Standardized mean difference; a negligible difference stays raw, too few units give NaN (as MatchIt)."""
+    diff = mean_difference(x, treated, w)
+    if abs(diff) <= _TINY:
+        return float(diff)
+    return float(diff / denominator) if enough else np.nan
+
+
+def ecdf_differences(x: np.ndarray, treated: np.ndarray, w: np.ndarray,
+                     order: np.ndarray | None = None) -> tuple[float, float]:
+    """Mean and max |F_treated - F_control| over the distinct values of x (weighted eCDFs).
+
+    ``order`` (an argsort of x) may be passed to share one sort between the before and after statistics;
+    the order within ties does not matter, as the eCDFs are read after the last unit of each value.
+    """
+    if order is None:
+        order = np.argsort(x)
+    x_sorted, t_sorted, w_sorted = x[order], treated[order], w[order]
+    signed = np.where(t_sorted, w_sorted / np.sum(w[treated]), -w_sorted / np.sum(w[~treated]))
+    gap = np.abs(np.cumsum(signed))
+    last_of_value = np.append(np.diff(x_sorted) != 0, True)
+    at_values = gap[last_of_value]
+    return float(np.mean(at_values)), float(np.max(at_values))
+
+
+def _enough_units(treated: np.ndarray, w: np.ndarray) -> bool:
+    """MatchIt skips standardized / distributional statistics when both arms have fewer than 2 weighted units."""
+    weighted = w != 0
+    return not (np.count_nonzero(weighted & treated) < 2 and np.count_nonzero(weighted & ~treated) < 2)
+
+
+def _statistics(x: np.ndarray, treated: np.ndarray, w: np.ndarray, binary: bool, denominator: float,
+                order: np.ndarray | None) -> tuple[float, float, float, float]:
+    """SMD, variance ratio, eCDF mean and eCDF max of one column under weights w."""
+    enough = _enough_units(treated, w)
+    smd = standardized_mean_difference(x, treated, w, denominator, enough)
+    if binary:
+        diff = abs(mean_difference(x, treated, w))
+        return smd, np.nan, diff, diff
+    if not enough:
+        return smd, np.nan, np.nan, np.nan
+    ratio = weighted_variance(x[treated], w[treated], False) / weighted_variance(x[~treated], w[~treated], False)
+    return (smd, ratio, *ecdf_differences(x, treated, w, order))
+
+
+def _flag(smd_after: float, ratio_after: float) -> str:
+    flags = []
+    if np.isfinite(smd_after) and abs(smd_after) >= SMD_THRESHOLD:
+        flags.append(f"|SMD|>={SMD_THRESHOLD:g}")
+    low, high = VARIANCE_RATIO_BOUNDS
+    if np.isfinite(ratio_after) and not low <= ratio_after <= high:
+        flags.append(f"VR outside [{low:g},{high:g}]")
+    return "; ".join(flags)
+
+
+def _validated(X: pd.DataFrame, treated: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    treated = np.asarray(treated).astype(bool)
+    weights = np.asarray(weights, dtype=float)
+    if not len(treated) == len(weights) == len(X):
+        raise DataError(f"balance needs one treatment flag and one weight per row: {len(X)} rows, "
+                        f"{len(treated)} flags, {len(weights)} weights")
+    if treated.all() or not treated.any():
+        raise DataError("balance needs both treated and control patients; one arm is empty")
+    if np.any(~np.isfinite(weights)) or np.any(weights < 0):
+        raise DataError("matching weights must be finite and non-negative")
+    if weights[treated].sum() == 0 or weights[~treated].sum() == 0:
+        raise DataError("no matched patients in one arm: every weight is 0")
+    missing = X.columns[X.isna().any().to_numpy()].tolist()
+    if missing:
+        raise DataError(f"balance cannot be computed on covariates with missing values: {missing}")
+    return treated, weights
+
+
+def balance_table(X: pd.DataFrame, treated: np.ndarray, weights: np.ndarray,
+                  binary: set[str] | None = None) -> pd.DataFrame:
+    """One row per column of X: SMD, variance ratio, eCDF mean/max before and after (weighted) matching.
+
+    ``binary`` names the columns to treat as 0/1 variables; by default MatchIt's rule (all values 0 or 1).
+    ``weights`` are the matching weights for every row of X (0 = unmatched).
+    """
+    treated, weights = _validated(X, treated, weights)
+    ones = np.ones(len(X))
+    rows = []
+    for name in X.columns:
+        x = X[name].to_numpy(dtype=float)
+        is_bin = is_binary(x) if binary is None else name in binary
+        if is_bin and binary is not None and not is_binary(x):
+            raise DataError(f"balance: column '{name}' is declared binary but has values other than 0 and 1")
+        denominator = smd_denominator(x, treated, is_bin)
+        order = None if is_bin else np.argsort(x)
+        before = _statistics(x, treated, ones, is_bin, denominator, order)
+        after = _statistics(x, treated, weights, is_bin, denominator, order)
+        rows.append([name, before[0], after[0], before[1], after[1], before[2], before[3], after[2], after[3],
+                     _flag(after[0], after[1])])
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def balance_failed(balance: pd.DataFrame) -> list[str]:
+    """Plain-language sentences naming the covariates still imbalanced after matching (empty list: balanced)."""
+    smd = balance[balance["smd_after"].abs() >= SMD_THRESHOLD]
+    low, high = VARIANCE_RATIO_BOUNDS
+    ratio = balance["var_ratio_after"]
+    vr = balance[ratio.notna() & ((ratio < low) | (ratio > high))]
+    sentences = []
+    if len(smd):
+        listed = ", ".join(f"{r.variable} ({r.smd_after:+.3f})" for r in smd.itertuples())
+        sentences.append(f"Balance not achieved: after matching, {len(smd)} of {len(balance)} covariates have an "
+                         f"absolute standardized mean difference of {SMD_THRESHOLD:g} or more: {listed}.")
+    if len(vr):
+        listed = ", ".join(f"{r.variable} ({r.var_ratio_after:.2f})" for r in vr.itertuples())
+        sentences.append(f"After matching, {len(vr)} covariates have a variance ratio (treated/control) outside "
+                         f"[{low:g}, {high:g}]: {listed}.")
+    return sentences

@@ -1,0 +1,85 @@
+"""Design-diagnostic figures: the Love plot of balance and the propensity-score overlap by arm.
+
+Figures are drawn on a bare matplotlib Figure (no pyplot state) under matplotlib's default style, and
+saved as PNG without the "Software" metadata, so the same inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import matplotlib.style
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from pipeline.balance import SMD_THRESHOLD
+
+_DPI = 120
+_BINS = np.linspace(0.0, 1.0, 41)
+_COLORS = {"treated": "#1f77b4", "control": "#d62728", "before": "#7f7f7f", "after": "#000000"}
+
+
+def _save(fig: Figure, path) -> None:
+    fig.savefig(path, format="png", dpi=_DPI, metadata={"Software": None})
+
+
+def love_plot(balance: pd.DataFrame, path, title: str = "Covariate balance") -> None:
+    """Absolute SMD per covariate before (open circles) and after matching (filled), threshold line at 0.1."""
+    names = list(balance["variable"])[::-1]
+    y = np.arange(len(names))
+    with matplotlib.style.context("default"):
+        fig = Figure(figsize=(6.5, 1.2 + 0.28 * max(len(names), 1)))
+        ax = fig.add_subplot()
+        ax.scatter(balance["smd_before"].abs().to_numpy()[::-1], y, facecolors="none",
+                   edgecolors=_COLORS["before"], label="Before matching", zorder=3)
+        ax.scatter(balance["smd_after"].abs().to_numpy()[::-1], y, color=_COLORS["after"],
+                   label="After matching", zorder=3)
+        ax.axvline(SMD_THRESHOLD, color="#888888", linestyle="--", linewidth=1)
+        ax.axvline(0, color="#cccccc", linewidth=1)
+        ax.set_yticks(y, names)
+        ax.set_ylim(-0.7, len(names) - 0.3)
+        ax.set_xlabel("Absolute standardized mean difference")
+        ax.set_title(title)
+        ax.grid(axis="y", color="#eeeeee", zorder=0)
+        ax.legend(loc="best", fontsize="small", frameon=True)
+        fig.tight_layout()
+        _save(fig, path)
+
+
+def _mirrored_histogram(ax, ps: np.ndarray, treated: np.ndarray, w: np.ndarray, labels: tuple[str, str]) -> None:
+    """Share of each arm's (weighted) patients per ps bin: treated upwards, control downwards."""
+    widths = np.diff(_BINS)
+    for arm, sign, label in ((treated, 1.0, labels[0]), (~treated, -1.0, labels[1])):
+        counts, _ = np.histogram(ps[arm], bins=_BINS, weights=w[arm])
+        total = counts.sum()
+        share = counts / total if total > 0 else counts
+        color = _COLORS["treated"] if sign > 0 else _COLORS["control"]
+        ax.bar(_BINS[:-1], sign * share, width=widths, align="edge", color=color, alpha=0.75,
+               edgecolor="white", linewidth=0.3, label=label)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("Propensity score")
+
+
+def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path,
+                 labels: tuple[str, str] = ("treated", "control")) -> None:
+    """Mirrored histograms of the propensity score by arm, before (all patients) and after matching (weighted).
+
+    Bars are shares of the arm rather than counts, so no small cell count is shown.
+    """
+    ps = np.asarray(ps, dtype=float)
+    treated = np.asarray(treated).astype(bool)
+    weights = np.asarray(weights, dtype=float)
+    with matplotlib.style.context("default"):
+        fig = Figure(figsize=(9, 3.8))
+        axes = fig.subplots(1, 2, sharey=True)
+        for ax, w, title in ((axes[0], np.ones(len(ps)), "Before matching"), (axes[1], weights, "After matching")):
+            _mirrored_histogram(ax, ps, treated, w, labels)
+            ax.set_title(title)
+        axes[0].set_ylabel(f"Share of arm ({labels[0]} up, {labels[1]} down)")
+        limit = max(abs(v) for v in axes[0].get_ylim() + axes[1].get_ylim())
+        axes[0].set_ylim(-limit, limit)
+        axes[0].yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{abs(v):.2f}"))
+        axes[1].legend(loc="upper right", fontsize="small")
+        fig.tight_layout()
+        _save(fig, path)

@@ -1,0 +1,272 @@
+"""Balance (MatchIt summary() conventions), Table 1 and the diagnostic figures."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.balance import balance_failed, balance_table, ecdf_differences, weighted_variance
+from pipeline.diagnostic_plots import love_plot, overlap_plot
+from pipeline.errors import DataError
+from pipeline.table_one import table_one, weighted_quantiles
+
+REFERENCE = Path(__file__).parent / "reference"
+FIXTURES = {
+    "lalonde": ("treat", ["age", "educ", "black", "hispan", "married", "nodegree", "re74", "re75"]),
+    "gbsg": ("hormon", ["age", "meno", "size", "grade", "nodes", "pgr", "er"]),
+}
+BALANCE_FILES = sorted(REFERENCE.glob("*_balance.csv"))
+
+
+def reference_case(path: Path):
+    dataset, spec = path.name.removesuffix("_balance.csv").split("_", 1)
+    treatment, covariates = FIXTURES[dataset]
+    units = pd.read_csv(REFERENCE / f"{dataset}_units.csv")
+    weights = pd.read_csv(REFERENCE / f"{dataset}_{spec}_weights.csv")
+    assert weights["row_id"].tolist() == units["row_id"].tolist()
+    return units[covariates].astype(float), units[treatment].to_numpy(), weights["weight"].to_numpy(float)
+
+
+# ---------------------------------------------------------------- R references
+
+def test_every_fixture_is_covered():
+    assert len(BALANCE_FILES) == 14
+
+
+@pytest.mark.parametrize("path", BALANCE_FILES, ids=lambda p: p.stem)
+def test_smd_equals_matchit_reference(path):
+    X, treated, weights = reference_case(path)
+    expected = pd.read_csv(path)
+    result = balance_table(X, treated, weights)
+    assert result["variable"].tolist() == expected["variable"].tolist()
+    np.testing.assert_allclose(result["smd_before"], expected["smd_before"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(result["smd_after"], expected["smd_after"], rtol=0, atol=1e-9)
+
+
+def test_variance_ratio_and_ecdf_equal_matchit_readme_output():
+    """MatchIt's README prints summary() 'Balance for All Data' on lalonde (4 decimals)."""
+    units = pd.read_csv(REFERENCE / "lalonde_units.csv")
+    units["white"] = 1 - units["black"] - units["hispan"]
+    columns = ["age", "educ", "black", "hispan", "white", "married", "nodegree", "re74", "re75"]
+    result = balance_table(units[columns].astype(float), units["treat"].to_numpy(), np.ones(len(units)))
+    published = pd.DataFrame({        # Std. Mean Diff., Var. Ratio, eCDF Mean, eCDF Max
+        "age": [-0.3094, 0.4400, 0.0813, 0.1577], "educ": [0.0550, 0.4959, 0.0347, 0.1114],
+        "black": [1.7615, np.nan, 0.6404, 0.6404], "hispan": [-0.3498, np.nan, 0.0827, 0.0827],
+        "white": [-1.8819, np.nan, 0.5577, 0.5577], "married": [-0.8263, np.nan, 0.3236, 0.3236],
+        "nodegree": [0.2450, np.nan, 0.1114, 0.1114], "re74": [-0.7211, 0.5181, 0.2248, 0.4470],
+        "re75": [-0.2903, 0.9563, 0.1342, 0.2876]}).T
+    ours = result.set_index("variable")[["smd_before", "var_ratio_before", "ecdf_mean_before", "ecdf_max_before"]]
+    np.testing.assert_allclose(ours.to_numpy(), published.loc[ours.index].to_numpy(), rtol=0, atol=5.1e-5)
+
+
+# ---------------------------------------------------------------- hand calculations
+
+def test_weighted_variance_is_cov_wt_reliability_formula():
+    x = np.array([1.0, 2.0, 3.0])
+    assert weighted_variance(x, np.ones(3), binary=False) == pytest.approx(1.0)      # n - 1 sample variance
+    # w = (1, 1, 2) / 4: mean 2.25; sum w (x - m)^2 = (1.5625 + 0.0625 + 2 * 0.5625) / 4 = 0.6875
+    # 1 - sum w^2 = 1 - 6/16 = 0.625 -> 1.1
+    assert weighted_variance(x, np.array([1.0, 1.0, 2.0]), binary=False) == pytest.approx(1.1)
+    assert weighted_variance(np.array([0.0, 1.0, 1.0, 1.0]), np.ones(4), binary=True) == pytest.approx(0.1875)
+
+
+def test_ecdf_by_hand():
+    # treated {1, 2}, control {2, 3}: at 1, 2, 3 F_t = .5, 1, 1 and F_c = 0, .5, 1 -> |diff| .5, .5, 0
+    x = np.array([1.0, 2.0, 2.0, 3.0])
+    treated = np.array([True, True, False, False])
+    mean, maximum = ecdf_differences(x, treated, np.ones(4))
+    assert mean == pytest.approx(1 / 3) and maximum == pytest.approx(0.5)
+
+
+def test_continuous_statistics_by_hand_before_and_after():
+    # treated 1, 2, 3 (mean 2, SD 1); controls 1.5, 3, 6, 8 (mean 4.625); after: controls 1.5 and 3 only
+    X = pd.DataFrame({"x": [1.0, 2.0, 3.0, 1.5, 3.0, 6.0, 8.0]})
+    treated = np.array([1, 1, 1, 0, 0, 0, 0])
+    weights = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    row = balance_table(X, treated, weights).iloc[0]
+    assert row["smd_before"] == pytest.approx(-2.625)          # (2 - 4.625) / 1
+    assert row["smd_after"] == pytest.approx(-0.25)            # (2 - 2.25) / 1: same denominator
+    assert row["var_ratio_before"] == pytest.approx(1.0 / 8.5625)   # control SS 25.6875 / 3
+    assert row["var_ratio_after"] == pytest.approx(1.0 / 1.125)
+    # after: distinct values 1, 1.5, 2, 3, 6, 8 (unmatched units' values still count, with zero weight)
+    # F_t = 1/3, 1/3, 2/3, 1, 1, 1 ; F_c = 0, 1/2, 1/2, 1, 1, 1
+    assert row["ecdf_max_after"] == pytest.approx(1 / 3)
+    assert row["ecdf_mean_after"] == pytest.approx((1 / 3 + 1 / 6 + 1 / 6) / 6)
+    assert row["flag"] == "|SMD|>=0.1"
+
+
+def test_binary_variable_uses_proportion_sd_and_no_variance_ratio():
+    # treated p = 3/4 -> SD sqrt(3/16); control p = 1/4
+    X = pd.DataFrame({"b": [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]})
+    treated = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    row = balance_table(X, treated, np.ones(8)).iloc[0]
+    assert row["smd_before"] == pytest.approx(0.5 / np.sqrt(3 / 16))
+    assert np.isnan(row["var_ratio_before"]) and np.isnan(row["var_ratio_after"])
+    assert row["ecdf_mean_before"] == pytest.approx(0.5) and row["ecdf_max_before"] == pytest.approx(0.5)
+    # declared not binary: n - 1 variances (3/16 * 4/3 = 1/4 in both arms) and a variance ratio
+    as_numeric = balance_table(X, treated, np.ones(8), binary=set()).iloc[0]
+    assert as_numeric["smd_before"] == pytest.approx(0.5 / 0.5)
+    assert as_numeric["var_ratio_before"] == pytest.approx(1.0)
+
+
+def test_constant_in_treated_falls_back_to_pooled_sd():
+    # treated all 5 (SD 0); controls 1, 3: pooled within-arm SS = 2, / (n - 1) = 2/4 -> SD sqrt(0.5)
+    X = pd.DataFrame({"x": [5.0, 5.0, 5.0, 1.0, 3.0]})
+    row = balance_table(X, np.array([1, 1, 1, 0, 0]), np.ones(5)).iloc[0]
+    assert row["smd_before"] == pytest.approx(3.0 / np.sqrt(0.5))
+
+
+def test_variance_ratio_flag_and_failure_sentences():
+    rng = np.random.default_rng(2)
+    treated = np.repeat([1, 0], 200)
+    X = pd.DataFrame({"wide": np.concatenate([rng.normal(0, 3, 200), rng.normal(0, 1, 200)]),
+                      "same": rng.normal(0, 1, 400)})
+    X["same"] -= np.where(treated == 1, X["same"][:200].mean(), X["same"][200:].mean())   # equal means
+    table = balance_table(X, treated, np.ones(400)).set_index("variable")
+    assert "VR outside [0.5,2]" in table.loc["wide", "flag"]
+    assert table.loc["same", "flag"] == ""
+    sentences = balance_failed(table.reset_index())
+    assert any("variance ratio" in s and "wide" in s for s in sentences)
+    assert not any("same" in s for s in sentences)
+
+
+def test_balanced_table_gives_no_failure_sentences():
+    X = pd.DataFrame({"x": [1.0, 2.0, 1.0, 2.0]})
+    table = balance_table(X, np.array([1, 1, 0, 0]), np.ones(4))
+    assert table["flag"].tolist() == [""]
+    assert balance_failed(table) == []
+
+
+def test_smd_failure_is_named_in_words():
+    X = pd.DataFrame({"age": [1.0, 2.0, 3.0, 3.0, 4.0, 5.0]})     # SMD -2, variance ratio 1
+    sentences = balance_failed(balance_table(X, np.array([1, 1, 1, 0, 0, 0]), np.ones(6)))
+    assert len(sentences) == 1 and "age" in sentences[0] and "Balance not achieved" in sentences[0]
+
+
+def test_bad_inputs_are_data_errors():
+    X = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    with pytest.raises(DataError, match="weights"):
+        balance_table(X, np.array([1, 0, 1]), np.ones(2))
+    with pytest.raises(DataError, match="missing"):
+        balance_table(X.assign(x=[1.0, np.nan, 2.0]), np.array([1, 0, 1]), np.ones(3))
+    with pytest.raises(DataError, match="declared binary"):
+        balance_table(X, np.array([1, 0, 1]), np.ones(3), binary={"x"})
+    with pytest.raises(DataError, match="weight is 0"):
+        balance_table(X, np.array([1, 0, 1]), np.array([1.0, 0.0, 1.0]))
+
+
+# ---------------------------------------------------------------- Table 1
+
+T1_VARIABLES = {
+    "age": {"type": "numeric"},
+    "n_lesions": {"type": "integer"},
+    "functional": {"type": "binary"},
+    "grade": {"type": "category", "levels": ["G1", "G2", "G3"]},
+}
+
+
+def t1_frame():
+    """6 treated then 8 controls."""
+    return pd.DataFrame({
+        "age": [50.0, 52, 54, 56, 58, 60] + [40.0, 50, 60, 70, 80, 90, 100, np.nan],
+        "n_lesions": pd.array([1, 2, 3, 4, 5, 6] + [1, 1, 2, 2, 3, 3, 4, 4], dtype="Int64"),
+        "functional": pd.array([1, 1, 1, 1, 1, 0] + [0, 0, 0, 0, 0, 0, 1, 1], dtype="Int8"),
+        "grade": pd.array(["G1"] * 5 + ["G3"] + ["G1", "G2"] * 4, dtype="string"),
+    })
+
+
+T1_TREATED = np.array([True] * 6 + [False] * 8)
+
+
+def cell(table, variable, level, column):
+    rows = table[(table["variable"] == variable) & (table["level"] == level)]
+    assert len(rows) == 1, (variable, level)
+    return rows.iloc[0][column]
+
+
+def test_table_one_before_matching_by_hand():
+    table = table_one(t1_frame(), list(T1_VARIABLES), T1_VARIABLES, T1_TREATED, np.ones(14), min_cell=5)
+    assert cell(table, "n", "", "treated_before") == "6" and cell(table, "n", "", "control_before") == "8"
+    assert cell(table, "age", "", "treated_before") == "55.0 (3.7)"          # SD of 50..60 step 2 = sqrt(14)
+    assert cell(table, "age", "", "control_before") == "70.0 (21.6)"         # 7 non-missing
+    assert cell(table, "age", "(missing)", "control_before") == "<5"          # 1 missing: suppressed
+    assert cell(table, "age", "(missing)", "treated_before") == "0"
+    # type-5 quartiles of 1..6: positions (i - .5)/6 -> q25 = 2, median 3.5, q75 = 5
+    assert cell(table, "n_lesions", "", "treated_before") == "3.5 [2.0, 5.0]"
+    assert cell(table, "n_lesions", "", "statistic") == "median [IQR]"
+    assert cell(table, "functional", "1", "treated_before") == "5 (83.3%)"
+    assert cell(table, "functional", "1", "control_before") == "<5"
+    assert cell(table, "grade", "G1", "treated_before") == "5 (83.3%)"
+    assert cell(table, "grade", "G2", "treated_before") == "0 (0.0%)"
+    assert cell(table, "grade", "G3", "treated_before") == "<5"
+    # SMD with MatchIt's denominator: treated SD of age sqrt(14); (55 - 70) / sqrt(14)
+    assert cell(table, "age", "", "smd_before") == pytest.approx(round(-15 / np.sqrt(14), 3))
+
+
+def test_table_one_after_matching_is_weighted_and_suppressed():
+    weights = np.array([1.0] * 6 + [1, 1, 1, 1, 1, 1, 0, 0])       # controls 7 and 8 unmatched
+    table = table_one(t1_frame(), ["age", "functional"], T1_VARIABLES, T1_TREATED, weights, min_cell=5)
+    assert cell(table, "n", "", "control_after") == "6"
+    assert cell(table, "age", "", "control_after") == "65.0 (18.7)"          # 40..90 step 10
+    assert cell(table, "functional", "1", "control_after") == "0 (0.0%)"
+    assert cell(table, "age", "(missing)", "control_after") == "0"
+    small = table_one(t1_frame(), ["age"], T1_VARIABLES, T1_TREATED, weights, min_cell=7)
+    assert cell(small, "n", "", "treated_after") == "<7"
+    assert cell(small, "age", "", "treated_after") == "<7"
+
+
+def test_weighted_quantiles_reduce_to_type5_and_respect_weights():
+    assert weighted_quantiles(np.array([4.0, 1.0, 3.0, 2.0]), np.ones(4), (0.25, 0.5, 0.75)) == [1.5, 2.5, 3.5]
+    # unmatched units (weight 0) drop out; only relative weights matter
+    x = np.array([1.0, 2.0, 3.0, 100.0])
+    assert weighted_quantiles(x[x < 100], np.ones(3), (0.5,)) == [2.0]
+    assert weighted_quantiles(x, np.array([0.5, 0.5, 0.5, 0.0]), (0.5,)) == [2.0]
+    assert weighted_quantiles(np.array([1.0, 2.0, 4.0]), np.array([1.0, 0.0, 1.0]), (0.5,)) == [2.5]
+    # midpoints of the weighted eCDF: (1 - .5) / 3 = 1/6 for x = 1, (3 - 1) / 3 = 2/3 for x = 2 -> median 5/3
+    assert weighted_quantiles(np.array([1.0, 2.0]), np.array([1.0, 2.0]), (0.5,))[0] == pytest.approx(5 / 3)
+
+
+# ---------------------------------------------------------------- figures
+
+def test_figures_are_deterministic_png_without_software_stamp(tmp_path):
+    X, treated, weights = reference_case(REFERENCE / "gbsg_r1_cal_logit_balance.csv")
+    ps = pd.read_csv(REFERENCE / "gbsg_units.csv")["ps"].to_numpy()
+    balance = balance_table(X, treated, weights)
+    for name, draw in (("love", lambda p: love_plot(balance, p)),
+                       ("overlap", lambda p: overlap_plot(ps, treated, weights, p))):
+        first, second = tmp_path / f"{name}1.png", tmp_path / f"{name}2.png"
+        draw(first)
+        draw(second)
+        content = first.read_bytes()
+        assert content.startswith(b"\x89PNG") and content == second.read_bytes()
+        assert b"matplotlib" not in content.lower()
+
+
+# ---------------------------------------------------------------- properties
+
+@pytest.mark.parametrize("seed", range(5))
+def test_unit_weights_reproduce_before_and_scaling_weights_changes_nothing(seed):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"x": rng.normal(size=50).round(1), "b": (rng.random(50) < 0.3).astype(float)})
+    treated = rng.random(50) < 0.4
+    treated[:2] = [True, False]
+    plain = balance_table(X, treated, np.ones(50))
+    for stat in ("smd", "var_ratio", "ecdf_mean", "ecdf_max"):
+        np.testing.assert_allclose(plain[f"{stat}_after"], plain[f"{stat}_before"], rtol=1e-12)
+    weights = rng.integers(0, 4, 50).astype(float)
+    weights[:2] = 1.0
+    numeric = ["smd_after", "var_ratio_after", "ecdf_mean_after", "ecdf_max_after"]
+    np.testing.assert_allclose(balance_table(X, treated, 2.5 * weights)[numeric],
+                               balance_table(X, treated, weights)[numeric], rtol=1e-12)
+
+
+def test_swapping_arms_changes_the_sign_of_the_raw_difference():
+    # with the same denominator the SMD is antisymmetric: check on a variable with equal arm SDs
+    X = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    treated = np.array([1, 1, 1, 0, 0, 0], dtype=bool)
+    forward = balance_table(X, treated, np.ones(6)).iloc[0]
+    backward = balance_table(X, ~treated, np.ones(6)).iloc[0]
+    assert forward["smd_before"] == pytest.approx(-backward["smd_before"])
+    assert forward["var_ratio_before"] == pytest.approx(1 / backward["var_ratio_before"])
+    assert forward["ecdf_max_before"] == pytest.approx(backward["ecdf_max_before"])

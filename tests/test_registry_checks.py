@@ -1,0 +1,196 @@
+"""Config-level checks of the registry part: each mistake gives one message naming center, file and column."""
+
+import copy
+import os
+
+import openpyxl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.registry_checks import check_registry_config
+
+VARIABLES = {
+    "patient_id": {"type": "id"},
+    "treatment": {"type": "category", "levels": ["resection", "iat"]},
+    "treatment_date": {"type": "date"},
+    "age": {"type": "numeric", "min": 18, "max": 100},
+    "functional": {"type": "binary"},
+    "last_followup_date": {"type": "date"},
+    "death": {"type": "binary"},
+}
+OUTCOME = {"time_zero": "treatment_date", "end": "last_followup_date", "event": "death"}
+
+
+@pytest.fixture
+def study(tmp_path):
+    (tmp_path / "a.csv").write_text("pid;tx;op;alter;fu;tod;functional\nP1;RES;01.02.2003;61,5;01.02.2008;0;1\n")
+    pq.write_table(pa.table({"patient_id": ["Q1"], "treatment": ["iat"], "treatment_date": ["2003-01-01"],
+                             "last_followup_date": ["2004-01-01"], "death": [1]}), tmp_path / "b.parquet")
+    book = openpyxl.Workbook()
+    book.active.append(["ID", "Therapie", "Start", "Ende", "Tod", "Alter"])
+    book.active.append(["X1", "TACE", "2001-01-01", "2002-01-01", 0, 50])
+    book.save(tmp_path / "c.xlsx")
+    config = {
+        "registry": {
+            "variables": copy.deepcopy(VARIABLES),
+            "centers": {
+                "a": {"path": "a.csv", "read": {"sep": ";", "decimal": ",", "date_format": "%d.%m.%Y"},
+                      "columns": {"pid": "patient_id", "tx": "treatment", "op": "treatment_date", "alter": "age",
+                                  "fu": "last_followup_date", "tod": "death"},
+                      "codes": {"treatment": {"RES": "resection"}}},
+                "b": {"path": "b.parquet"},
+                "c": {"path": "c.xlsx", "columns": {"ID": "patient_id", "Therapie": "treatment", "Start":
+                      "treatment_date", "Ende": "last_followup_date", "Tod": "death", "Alter": "age"},
+                      "codes": {"treatment": {"TACE": "iat"}}},
+            },
+        },
+        "outcome": dict(OUTCOME),
+    }
+    return config, tmp_path
+
+
+def test_a_correct_config_has_no_messages(study):
+    config, workdir = study
+    assert check_registry_config(config, workdir) == []
+
+
+def test_missing_file(study):
+    config, workdir = study
+    config["registry"]["centers"]["b"]["path"] = "nowhere.parquet"
+    assert check_registry_config(config, workdir) == [
+        f"registry.centers.b (nowhere.parquet): file not found (looked for {workdir / 'nowhere.parquet'})"]
+
+
+def test_unreadable_file(study, monkeypatch):
+    config, workdir = study
+    # chmod cannot make a file unreadable for root (CI containers), so deny access the way os.access would
+    monkeypatch.setattr(os, "access", lambda path, mode: not str(path).endswith("a.csv"))
+    assert check_registry_config(config, workdir) == ["registry.centers.a (a.csv): file is not readable (permissions)"]
+
+
+def test_unreadable_content_names_the_file(study):
+    config, workdir = study
+    (workdir / "b.parquet").write_text("not parquet")
+    [message] = check_registry_config(config, workdir)
+    assert message.startswith("registry.centers.b (b.parquet): ") and "cannot be read as parquet" in message
+
+
+def test_mapped_column_missing_from_header(study):
+    config, workdir = study
+    config["registry"]["centers"]["c"]["columns"]["Geschlecht"] = "functional"
+    assert check_registry_config(config, workdir) == [
+        "registry.centers.c (c.xlsx): mapped column 'Geschlecht' is not in the file's header"]
+
+
+def test_variable_mapped_twice(study):
+    config, workdir = study
+    config["registry"]["centers"]["a"]["columns"]["functional"] = "age"
+    message, no_longer_provided = check_registry_config(config, workdir)
+    assert message.startswith("registry.centers.a (a.csv): variable 'age' is provided by several columns")
+    assert "'alter', 'functional'" in message
+    assert no_longer_provided.startswith("registry.variables.functional: no center provides this variable")
+
+
+def test_same_named_column_next_to_an_explicit_mapping_is_ambiguous(study):
+    config, workdir = study
+    config["registry"]["centers"]["c"]["columns"]["Alter"] = "functional"
+    (workdir / "x.csv").write_text("pid,age,alter\n")
+    config["registry"]["centers"]["a"] = {"path": "x.csv", "columns": {"pid": "patient_id", "alter": "age"}}
+    messages = check_registry_config(config, workdir)
+    assert any("x.csv" in m and "variable 'age' is provided by several columns ('alter', 'age')" in m
+               for m in messages)
+
+
+def test_mapping_to_an_undeclared_variable(study):
+    config, workdir = study
+    config["registry"]["centers"]["a"]["columns"]["op"] = "therapy"
+    messages = check_registry_config(config, workdir)
+    assert "registry.centers.a (a.csv): column 'op' is mapped to 'therapy', which is not a variable in " \
+           "registry.variables" in messages
+    assert "registry.centers.a (a.csv): required variable 'treatment_date' is provided by no column (add a columns " \
+           "entry '<source column>: treatment_date')" in messages
+
+
+def test_required_variable_not_provided_by_a_center(study):
+    config, workdir = study
+    config["registry"]["variables"]["functional"]["required"] = True
+    messages = check_registry_config(config, workdir)
+    assert [m.split(" (")[0] for m in messages] == ["registry.centers.b", "registry.centers.c"]
+    assert all("required variable 'functional'" in m for m in messages)
+
+
+def test_variable_no_center_provides(study):
+    config, workdir = study
+    config["registry"]["variables"]["ki67"] = {"type": "numeric"}
+    assert check_registry_config(config, workdir) == [
+        "registry.variables.ki67: no center provides this variable (map a source column to it in "
+        "registry.centers.<center>.columns, or remove it)"]
+
+
+def test_unknown_type_and_bad_schema_entries(study):
+    config, workdir = study
+    variables = config["registry"]["variables"]
+    variables["grade"] = {"type": "ordinal"}
+    variables["sex"] = {"type": "category", "levels": []}
+    variables["age"]["min"] = 200
+    variables["center"] = {"type": "category", "levels": ["a"]}
+    messages = check_registry_config(config, workdir)
+    assert "registry.variables.grade: unknown type 'ordinal'; expected one of id, numeric, integer, binary, " \
+           "category, date" in messages
+    assert "registry.variables.sex.levels: a category variable needs a non-empty list of levels" in messages
+    assert "registry.variables.age: min 200 is greater than max 100" in messages
+    assert any(m.startswith("registry.variables.center: 'center' is reserved") for m in messages)
+
+
+def test_code_target_that_is_not_a_level(study):
+    config, workdir = study
+    config["registry"]["centers"]["c"]["codes"]["treatment"]["DEB"] = "embolization"
+    config["registry"]["centers"]["c"]["codes"]["functional"] = {"ja": 2}
+    messages = check_registry_config(config, workdir)
+    assert "registry.centers.c (c.xlsx): codes.treatment: code 'deb' maps to 'embolization', which is not a level " \
+           "(resection, iat)" in messages
+    assert "registry.centers.c (c.xlsx): codes.functional: no column of this extract provides 'functional'" \
+           in messages
+    assert "registry.centers.c (c.xlsx): codes.functional: code 'ja' maps to 2, which is not 0/1 (or yes/no)" \
+           in messages
+
+
+def test_outcome_variables_must_exist_with_the_right_types(study):
+    config, workdir = study
+    config["outcome"] = {"time_zero": "treatment_date", "end": "age", "event": "dead"}
+    messages = check_registry_config(config, workdir)
+    assert "outcome.end: 'age' has type numeric; expected date" in messages
+    assert "outcome.event: 'dead' is not a variable in registry.variables" in messages
+
+
+def test_outcome_needs_one_complete_form(study):
+    config, workdir = study
+    config["outcome"] = {"time_zero": "treatment_date", "event": "death"}
+    assert check_registry_config(config, workdir) == [
+        "outcome: give time_zero and end (date variables), or time (a numeric follow-up variable)"]
+
+
+def test_bad_read_options(study):
+    config, workdir = study
+    config["registry"]["centers"]["a"]["read"].update({"sep": ";;", "encoding": "latin-9x", "date_format": "%d.%m."})
+    messages = check_registry_config(config, workdir)
+    assert "registry.centers.a (a.csv): read.sep must be a single character, got ';;'" in messages
+    assert "registry.centers.a (a.csv): read.encoding 'latin-9x' is not a known encoding" in messages
+    assert any("date format '%d.%m.'" in m for m in messages)
+
+
+def test_exactly_one_id_variable(study):
+    config, workdir = study
+    config["registry"]["variables"]["patient_id"]["type"] = "category"
+    config["registry"]["variables"]["patient_id"]["levels"] = ["x"]
+    assert "registry.variables: exactly one variable must have type id, found 0" in \
+        check_registry_config(config, workdir)
+
+
+def test_scale_only_for_numbers_and_positive(study):
+    config, workdir = study
+    config["registry"]["centers"]["a"]["scale"] = {"treatment": 2, "age": 0}
+    assert check_registry_config(config, workdir) == [
+        "registry.centers.a (a.csv): scale.treatment: only numeric and integer variables can be scaled",
+        "registry.centers.a (a.csv): scale.age: expected a positive number, got 0"]
