@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.balance import balance_failed, balance_table
+from pipeline.errors import DataError
 from pipeline.matching import common_support, distance_from_ps, match_nearest
 from pipeline.power import power_summary
 from pipeline.propensity import add_missing_indicators, design_matrix, fit_propensity, ps_diagnostics
@@ -82,6 +83,10 @@ def match_stage(cohort: pd.DataFrame, scores: pd.DataFrame, analysis: dict, seed
         exact=exact_strata(cohort, matching["exact"]),
         discarded=scores["discarded"].to_numpy(bool), seed=seed,
     )
+    if result.counts["n_treated_matched"] == 0:
+        raise DataError("no treated patient could be matched (counts: "
+                        + ", ".join(f"{k} {v}" for k, v in result.counts.items())
+                        + "); widen the caliper, allow replacement, or drop exact-matching variables")
     ids = scores["patient_id"].to_numpy()
     keep = result.weights > 0
     matched = pd.DataFrame({

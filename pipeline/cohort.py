@@ -70,18 +70,25 @@ def _step(steps: list, data: pd.DataFrame, keep: np.ndarray, criterion: str, rea
 
 
 def _handle_missing(data: pd.DataFrame, analysis: dict) -> tuple[pd.DataFrame, dict | None]:
-    """complete_case drops rows missing any covariate (counted per variable); indicator keeps all
-    and leaves the missing values for the propensity stage's indicators."""
-    covariates = analysis["covariates"]
-    missing = data[covariates].isna()
-    by_variable = {c: int(n) for c, n in missing.sum().items() if n}
-    if analysis["missing"] == "indicator":
+    """complete_case drops rows missing any covariate (counted per variable); indicator keeps
+    them for the propensity stage's indicators. Exact-matching variables and a precomputed score
+    are needed in every row either way."""
+    needed = [*analysis["matching"]["exact"]]
+    if analysis["propensity"]["model"] == "precomputed":
+        needed.append(analysis["propensity"]["column"])
+    if analysis["missing"] == "complete_case":
+        needed += analysis["covariates"]
+    needed = list(dict.fromkeys(needed))
+    if not needed:
         return data, None
+    missing = data[needed].isna()
+    by_variable = {c: int(n) for c, n in missing.sum().items() if n}
     keep = ~missing.any(axis=1).to_numpy()
     kept = data[keep]
-    step = {"criterion": "complete covariate data", "before": int(len(data)), "after": int(len(kept)),
-            "excluded": int(len(data) - len(kept)),
-            "reason": "missing covariate (complete-case analysis)", "missing_by_variable": by_variable}
+    step = {"criterion": "complete data for " + ("covariates" if analysis["missing"] == "complete_case"
+                                                 else "matching variables"),
+            "before": int(len(data)), "after": int(len(kept)), "excluded": int(len(data) - len(kept)),
+            "reason": "missing value (complete-case analysis)", "missing_by_variable": by_variable}
     return kept, step
 
 

@@ -11,12 +11,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.stats import chi2  # noqa: E402
 
 from pipeline.report.formatting import count  # noqa: E402
 
+TICKS = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10]
 COLUMNS = ["analysis", "parent", "subgroup_variable", "subgroup_level", "n_treated", "n_control",
            "events_treated", "events_control", "hr", "hr_lower", "hr_upper", "hr_p", "hr_robust_se",
            "median_treated", "median_control", "mdrr"]
@@ -82,6 +84,17 @@ def forest_plot(rows: pd.DataFrame, labels: dict, path, min_cell: int) -> None:
                 markersize=7 if parent else 5)
     ax.axvline(1.0, color="#999", lw=1, ls="--")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(TICKS))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([f"{t:g}" for t in TICKS]))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    finite = rows[["hr_lower", "hr_upper"]].astype(float).to_numpy()
+    finite = finite[np.isfinite(finite)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.5, 2.0)
+    ax.set_xlim(min(low, 0.9) / 1.15, max(high, 1.1) * 1.15)
+    right = ax.secondary_yaxis("right")
+    right.set_yticks(y)
+    right.set_yticklabels([_estimate_label(r) for _, r in rows.iterrows()], fontsize=8)
+    right.tick_params(length=0)
     ax.set_yticks(y)
     ax.set_yticklabels([_row_label(r, min_cell) for _, r in rows.iterrows()], fontsize=8)
     ax.set_xlabel(f"Hazard ratio, {labels['treated']} vs {labels['control']} (log scale; < 1 favours "
@@ -90,6 +103,12 @@ def forest_plot(rows: pd.DataFrame, labels: dict, path, min_cell: int) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def _estimate_label(row) -> str:
+    if pd.isna(row["hr"]):
+        return "not estimable"
+    return f"{row['hr']:.2f} ({row['hr_lower']:.2f}–{row['hr_upper']:.2f})"
 
 
 def _row_label(row, min_cell: int) -> str:

@@ -52,6 +52,12 @@ def write_csv(frame: pd.DataFrame, path) -> None:
     frame.to_csv(path, index=False, lineterminator="\n")
 
 
+def read_result_csv(path, **kwargs) -> pd.DataFrame:
+    """Read a CSV this workflow wrote: ids as text, floats exactly as written (round-trip parser)."""
+    dtype = {"patient_id": str, "treated_id": str, "control_id": str} | kwargs.pop("dtype", {})
+    return pd.read_csv(path, dtype=dtype, float_precision="round_trip", **kwargs)
+
+
 def write_parquet(frame: pd.DataFrame, path) -> None:
     table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
     pq.write_table(table, path, compression="zstd")

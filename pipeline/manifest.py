@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.io import read_result_csv
 from pipeline.provenance import sha256_file
 
 TIMESTAMP = re.compile(rb'(<p class="muted" id="run-timestamp">)[^<]*(</p>)')
@@ -62,7 +63,7 @@ def analysis_numbers(folder: Path) -> dict:
             flatten(json.loads(path.read_text()), f"{name}/{stem}", numbers)
     balance = folder / "balance.csv"
     if balance.exists():
-        table = pd.read_csv(balance)
+        table = read_result_csv(balance)
         for row in table.to_dict("records"):
             for column, value in row.items():
                 if column not in ("variable", "flag"):

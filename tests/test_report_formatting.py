@@ -1,5 +1,5 @@
 """Report text: the headline sentence and disclosure control."""
-from pipeline.report.formatting import count, headline, p_value
+from pipeline.report.formatting import count, headline, p_clause, p_value
 
 SURVIVAL = {
     "time_unit": "months",
@@ -22,3 +22,7 @@ def test_small_counts_are_suppressed_but_zero_is_not():
 
 def test_p_values():
     assert [p_value(p) for p in (0.0004, 0.0042, 0.049, 0.78)] == ["< 0.001", "0.004", "0.05", "0.78"]
+
+
+def test_p_clause_in_running_text():
+    assert p_clause(0.0001) == "p < 0.001" and p_clause(0.78) == "p = 0.78"

@@ -1,14 +1,11 @@
 """End-to-end: real Snakemake runs on the demo study and on a second, differently shaped study.
 
-The demo runs once per test session (module fixture) in a temporary study folder, so the checks
-below read real result files written by the real workflow.
+The demo runs once per test session (the `demo` fixture in conftest.py) in a temporary study
+folder, so the checks below read real result files written by the real workflow.
 """
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,35 +13,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from pipeline.config import prepare_config
+from pipeline.manifest import build_manifest, compare
+from pipeline.synth import simulate_patients
+from tests.conftest import REPO, copy_demo, run_snakemake
 
 pytestmark = pytest.mark.slow
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def run_snakemake(study: Path, configfile: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(study), "--configfile", str(configfile),
-           "--cores", "2", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
-
-
-def copy_demo(target: Path) -> Path:
-    target.mkdir(parents=True)
-    shutil.copytree(REPO / "resources", target / "resources")
-    shutil.copy(REPO / "config.yaml", target / "config.yaml")
-    return target
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    study = copy_demo(tmp_path_factory.mktemp("demo") / "study")
-    result = run_snakemake(study, study / "config.yaml")
-    assert result.returncode == 0, result.stderr[-4000:]
-    return study / "results"
 
 
 def analyses() -> list[str]:
-    return list(yaml.safe_load((REPO / "config.yaml").read_text())["analyses"])
+    """The demo's analyses, subgroups included."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    return list(prepare_config(config, REPO)["analyses"])
 
 
 CONTRACT_FILES = ["cohort.json", "propensity.parquet", "matched.csv", "pairs.csv", "balance.csv",
@@ -140,3 +120,110 @@ def test_config_error_stops_before_any_job_without_traceback(tmp_path):
     assert "'tumour_size' is not a registry variable" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (study / "results").exists()
+
+
+def test_same_inputs_give_byte_identical_results(demo, tmp_path):
+    study = copy_demo(tmp_path / "again")
+    result = run_snakemake(study, study / "config.yaml")
+    assert result.returncode == 0, result.stderr[-4000:]
+    first, second = build_manifest(demo), build_manifest(study / "results")
+    assert len(first["files"]) > 50
+    assert compare(first, second) == []  # every file, byte for byte (the report's timestamp excepted)
+
+
+def test_snakemake_report_bundle(demo):
+    study = demo.parent
+    result = run_snakemake(study, study / "config.yaml", "--report", "report.zip")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (study / "report.zip").stat().st_size > 10_000
+
+
+# --- a second study: other file shapes, a ready time outcome, 2:1 exact and with-replacement matching
+
+def write_second_study(folder: Path) -> Path:
+    truth = simulate_patients(n=600, seed=7)
+    truth["os_months"] = (truth["last_followup_date"] - truth["treatment_date"]).dt.days / 30.4375
+    columns = {"patient_id": "PID", "treatment": "Therapy", "age": "Age", "ecog": "ECOG",
+               "liver_burden_gt25": "Burden25", "functional": "Functional", "os_months": "OS",
+               "death": "Dead"}
+    data = truth[list(columns)].rename(columns=columns)
+    data["Therapy"] = data["Therapy"].map({"resection": "SURG", "iat": "EMBO"})
+    data["Hospital"] = truth["center"].isin(["center_a", "center_b", "center_c", "center_d"]).map(
+        {True: "north", False: "south"})
+    (folder / "data").mkdir(parents=True)
+    north = data[data["Hospital"] == "north"]
+    north.to_csv(folder / "data/north.csv", sep=";", decimal=",", index=False)
+    data[data["Hospital"] == "south"].to_parquet(folder / "data/south.parquet", index=False)
+    mapping = {source: variable for variable, source in columns.items()} | {"Hospital": "hospital"}
+    codes = {"treatment": {"SURG": "resection", "EMBO": "iat"}}
+    config = {
+        "seed": 11,
+        "registry": {
+            "variables": {
+                "patient_id": {"type": "id"}, "treatment": {"type": "category", "levels": ["resection", "iat"]},
+                "age": {"type": "numeric", "min": 0, "max": 110}, "ecog": {"type": "integer", "min": 0, "max": 4},
+                "liver_burden_gt25": {"type": "binary"}, "functional": {"type": "binary"},
+                "hospital": {"type": "category", "levels": ["north", "south"]},
+                "os_months": {"type": "numeric", "min": 0}, "death": {"type": "binary"},
+            },
+            "centers": {
+                "north": {"path": "data/north.csv", "read": {"sep": ";", "decimal": ","}, "columns": mapping,
+                          "codes": codes},
+                "south": {"path": "data/south.parquet", "columns": mapping, "codes": codes},
+            },
+        },
+        "outcome": {"time": "os_months", "event": "death"},
+        "analyses": {
+            "two_to_one_exact": {
+                "treatment": {"column": "treatment", "treated": "resection", "control": "iat"},
+                "covariates": ["age", "ecog", "liver_burden_gt25", "functional"],
+                "matching": {"ratio": 2, "caliper": 0.25, "caliper_scale": "ps", "order": "smallest",
+                             "exact": ["hospital"]},
+                "survival": {"bootstrap": 50, "rmst_tau": 36, "landmarks": [12, 24]},
+            },
+            "with_replacement": {
+                "treatment": {"column": "treatment", "treated": "resection", "control": "iat"},
+                "covariates": ["age", "ecog", "liver_burden_gt25", "functional", "hospital"],
+                "matching": {"replace": True, "caliper": None},
+                "survival": {"bootstrap": 50},
+            },
+        },
+        "report": {"min_cell": 10},
+    }
+    (folder / "study.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder / "study.yaml"
+
+
+@pytest.fixture(scope="module")
+def second_study(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("second") / "study"
+    configfile = write_second_study(folder)
+    result = run_snakemake(folder, configfile)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return folder / "results"
+
+
+def test_second_study_exact_two_to_one(second_study):
+    matched = pd.read_csv(second_study / "two_to_one_exact/matched.csv", dtype={"patient_id": str})
+    pairs = pd.read_csv(second_study / "two_to_one_exact/pairs.csv", dtype={"treated_id": str, "control_id": str})
+    cohort = pd.read_parquet(second_study / "two_to_one_exact/cohort.parquet")
+    hospital = dict(zip(cohort["patient_id"], cohort["hospital"]))
+    assert (pairs["treated_id"].map(hospital) == pairs["control_id"].map(hospital)).all()
+    assert set(pairs["slot"]) <= {1, 2} and not pairs["control_id"].duplicated().any()
+    assert (pairs["distance_diff"] <= json.loads((second_study / "two_to_one_exact/matching.json").read_text())[
+        "caliper_raw"] + 1e-12).all()
+    controls = matched[matched["group"] == "control"]
+    assert controls["weight"].mean() == pytest.approx(1.0)
+
+
+def test_second_study_with_replacement(second_study):
+    matched = pd.read_csv(second_study / "with_replacement/matched.csv", dtype={"patient_id": str})
+    pairs = pd.read_csv(second_study / "with_replacement/pairs.csv", dtype={"treated_id": str, "control_id": str})
+    assert matched["subclass"].isna().all(), "with replacement a control may sit in several sets"
+    assert not matched["patient_id"].duplicated().any()
+    reused = pairs["control_id"].value_counts()
+    assert reused.max() > 1
+    survival = json.loads((second_study / "with_replacement/survival.json").read_text())
+    assert survival["treated"]["n"] == (matched["group"] == "treated").sum()
+    summary = json.loads((second_study / "registry/ingest_summary.json").read_text())
+    assert summary["total"]["rows_read"] == 600 == summary["total"]["accepted"]

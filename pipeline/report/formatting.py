@@ -24,6 +24,12 @@ def p_value(p) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
 
 
+def p_clause(p) -> str:
+    """'p = 0.78' or 'p < 0.001', for running text."""
+    text = p_value(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def estimate_ci(est, lower, upper, digits: int = 1) -> str:
     """'12.3 (95% CI 10.1–15.0)'; a bound that is not reached reads NR."""
     return f"{number(est, digits)} (95% CI {number(lower, digits)}–{number(upper, digits)})"
@@ -41,7 +47,7 @@ def headline(survival: dict, labels: dict) -> str:
     unit = survival["time_unit"]
     return (f"Median survival: {labels['treated']} {arm_median(survival['treated'], unit)} vs "
             f"{labels['control']} {arm_median(survival['control'], unit)}; "
-            f"log-rank p = {p_value(survival['logrank_p'])}; "
+            f"log-rank {p_clause(survival['logrank_p'])}; "
             f"HR {number(survival['hr'], 2)} ({number(survival['hr_lower'], 2)}–{number(survival['hr_upper'], 2)})")
 
 

@@ -78,6 +78,16 @@ def flow_items(ingest: dict, attrition: dict, matching: dict, labels: dict, min_
     return items
 
 
+def table1_display(table1: pd.DataFrame, labels: dict) -> pd.DataFrame:
+    """Table 1 with the arms' names in the headers."""
+    names = {"variable": "Variable", "level": "Level", "statistic": "Statistic",
+             "smd_before": "SMD before", "smd_after": "SMD after"}
+    for arm in ("treated", "control"):
+        for when in ("before", "after"):
+            names[f"{arm}_{when}"] = f"{labels[arm]}, {when}"
+    return table1.rename(columns=names)
+
+
 def balance_display(balance: pd.DataFrame) -> pd.DataFrame:
     shown = pd.DataFrame({
         "Variable": balance["variable"],
@@ -151,8 +161,8 @@ def evalue_text(survival: dict) -> str:
 def overlap_text(propensity: dict, balance_summary: dict) -> str:
     before, after = propensity["diagnostics_before"], balance_summary["diagnostics_after"]
     return (f"c-statistic of the propensity model {number(before.get('c_statistic'), 3)}; share of patients in "
-            f"equipoise (preference score 0.3–0.7, Walker 2013) {number(100 * before.get('equipoise', 0), 1)}% "
-            f"before and {number(100 * after.get('equipoise', 0), 1)}% after matching.")
+            f"equipoise (preference score 0.3–0.7, Walker 2013) {number(100 * before['equipoise_share'], 1)}% "
+            f"before and {number(100 * after['equipoise_share'], 1)}% after matching.")
 
 
 def methods_text(study: dict, analysis: dict, matching: dict, labels: dict) -> str:
@@ -202,14 +212,13 @@ def render_analysis(name: str, study: dict, results: dict, images: dict, provena
     survival = results["survival"]
     warnings = []
     if results["balance_summary"]["failed"]:
-        warnings.append("Balance not achieved after matching: " + " ".join(results["balance_summary"]["failed"])
-                        + " Interpret the comparison with caution.")
+        warnings.append(" ".join(results["balance_summary"]["failed"]) + " Interpret the comparison with caution.")
     warnings += [f"Propensity model: {w}" for w in results["propensity"].get("warnings", [])]
     context = {
         "name": name, "labels": labels, "css": (TEMPLATES / "style.css").read_text(),
         "headline": headline(survival, labels), "warnings": warnings,
         "flow": flow_items(results["ingest"], results["attrition"], results["matching"], labels, min_cell),
-        "table1": html_table(results["table1"], "table1"),
+        "table1": html_table(table1_display(results["table1"], labels), "table1"),
         "balance": html_table(balance_display(results["balance"]), "balance"),
         "overlap_text": overlap_text(results["propensity"], results["balance_summary"]),
         "survival_table": html_table(survival_display(survival, labels, min_cell), "survival"),

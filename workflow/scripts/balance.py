@@ -3,13 +3,13 @@ import pandas as pd
 
 from pipeline.analysis import balance_stage, matching_weights
 from pipeline.diagnostic_plots import love_plot, overlap_plot
-from pipeline.io import run_script, write_csv, write_json
+from pipeline.io import read_result_csv, run_script, write_csv, write_json
 
 
 def main(smk):
     cohort = pd.read_parquet(smk.input.cohort)
     scores = pd.read_parquet(smk.input.scores)
-    matched = pd.read_csv(smk.input.matched, dtype={"patient_id": str})
+    matched = read_result_csv(smk.input.matched)
     balance, table1, summary = balance_stage(cohort, scores, matched, smk.params.analysis,
                                              smk.params.variables, smk.params.min_cell)
     write_csv(balance, smk.output.balance)

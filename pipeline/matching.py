@@ -1,0 +1,593 @@
+"""Greedy nearest-neighbour matching on a scalar distance with MatchIt (>= 4.6) semantics.
+
+Reproduces ``matchit(method = "nearest")`` with a vector distance (MatchIt's ``nn_matchC_vec``):
+
+* All units are sorted by distance (ties by data order, as R's ``order``). For each treated unit the
+  scan looks at the nearest available control on its left and on its right in that sorted order;
+  the closer one wins, a difference equal to the caliper is accepted. On equal distance the control
+  reached in fewer steps of MatchIt's alternating scan wins (left first on equal steps). Steps are
+  counted in positions of the full sorted array (treated, discarded and used units included), from
+  the edges of the unit's current window (itself plus the controls it already holds).
+* Without replacement controls are given out round-robin: every treated unit (in ``order``) gets
+  its first control before any gets its second. A treated unit without a first control drops out.
+* With replacement MatchIt matches in data order (``order`` is ignored) and takes the ``ratio``
+  nearest controls at once; the chosen set and its slot order follow MatchIt's use of
+  ``std::partial_sort`` (libstdc++), which this module reproduces.
+
+"Available" controls are found in O(log n) amortised with two union-find structures ("next alive
+to the left/right") over the controls sorted by (exact stratum, distance), so a whole match is
+O(n log n): one sort plus linear passes. The loops run under numba.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numba
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import ConfigError, DataError
+
+SCALES = ("logit", "ps")
+ORDERS = ("largest", "smallest", "data", "random")
+DISCARDS = ("none", "both", "treated", "control")
+NO_MATCH = -1
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Matched sets of one run of :func:`match_nearest`.
+
+    ``pairs`` has one row per (treated, control) pair with columns ``treated_index``,
+    ``control_index`` (positional indices into the inputs), ``slot`` (1..ratio, the column of
+    MatchIt's match matrix) and ``distance_diff`` (absolute distance difference); rows are sorted by
+    treated unit in data order, then slot. ``subclass`` numbers the matched sets 1..n in the data
+    order of their treated unit, as MatchIt; 0 = not matched, and 0 for everyone with replacement.
+    """
+
+    pairs: pd.DataFrame
+    weights: np.ndarray
+    subclass: np.ndarray
+    caliper_raw: float | None
+    counts: dict
+
+
+# ---------------------------------------------------------------------------------------------
+# distance, common support, settings
+
+
+def distance_from_ps(ps: np.ndarray, scale: str) -> np.ndarray:
+    """The matching distance: the PS itself (``ps``) or R's ``qlogis(ps)`` = log(ps / (1 - ps))."""
+    ps = np.asarray(ps, dtype=np.float64)
+    if scale not in SCALES:
+        raise ConfigError(f"matching.caliper_scale: {scale!r} is not one of {', '.join(SCALES)}")
+    if np.isnan(ps).any() or (ps < 0).any() or (ps > 1).any():
+        raise DataError("propensity scores must lie in [0, 1] and not be missing")
+    if scale == "ps":
+        return ps.copy()
+    if ((ps == 0) | (ps == 1)).any():
+        raise DataError("propensity scores of exactly 0 or 1 have no logit; use caliper_scale: ps")
+    return np.log(ps / (1.0 - ps))
+
+
+def common_support(ps: np.ndarray, treated: np.ndarray, discard: str) -> np.ndarray:
+    """Units outside the other group's score range (MatchIt's ``discard``); True = discarded.
+
+    MatchIt compares the *distance* it matches on (the logit when matching on the logit), with
+    strict inequalities: a unit exactly at the other group's minimum or maximum is kept. Because
+    the logit is monotone, passing the PS or its logit gives the same result.
+    """
+    ps = np.asarray(ps, dtype=np.float64)
+    treated = _as_bool(treated, "treated")
+    if discard not in DISCARDS:
+        raise ConfigError(f"matching.discard: {discard!r} is not one of {', '.join(DISCARDS)}")
+    if discard == "none":
+        return np.zeros(len(ps), dtype=bool)
+    if treated.all() or not treated.any():
+        raise DataError("common support needs both treated and control units")
+    lo1, hi1 = ps[treated].min(), ps[treated].max()
+    lo0, hi0 = ps[~treated].min(), ps[~treated].max()
+    if discard == "both":
+        return (ps < max(lo0, lo1)) | (ps > min(hi0, hi1))
+    if discard == "control":
+        return ~treated & ((ps < lo1) | (ps > hi1))
+    return treated & ((ps < lo0) | (ps > hi0))
+
+
+MATCHING_KEYS = ("method", "ratio", "caliper", "std_caliper", "caliper_scale", "replace", "order",
+                 "exact", "discard")
+
+
+def check_matching_settings(matching: dict, columns: Iterable[str]) -> list[str]:
+    """Messages for every bad key of an analysis's ``matching:`` block (empty list = fine).
+
+    ``columns`` are the variables the cohort will have (for ``exact``). Absent keys take the
+    contract's defaults and are fine.
+    """
+    messages = [f"matching.{key}: unknown key (known: {', '.join(MATCHING_KEYS)})"
+                for key in matching if key not in MATCHING_KEYS]
+    method = matching.get("method", "nearest")
+    if method != "nearest":
+        messages.append(f"matching.method: {method!r} is not supported (only 'nearest')")
+    ratio = matching.get("ratio", 1)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 1:
+        messages.append(f"matching.ratio: must be a whole number >= 1, got {ratio!r}")
+    caliper = matching.get("caliper")
+    if caliper is not None:
+        if isinstance(caliper, bool) or not isinstance(caliper, (int, float)) or not np.isfinite(caliper):
+            messages.append(f"matching.caliper: must be a number or null, got {caliper!r}")
+        elif caliper < 0:
+            messages.append(f"matching.caliper: must not be negative, got {caliper!r}")
+    for key, allowed in (("caliper_scale", SCALES), ("order", ORDERS), ("discard", DISCARDS)):
+        value = matching.get(key, allowed[0])
+        if value not in allowed:
+            messages.append(f"matching.{key}: {value!r} is not one of {', '.join(allowed)}")
+    for key in ("std_caliper", "replace"):
+        if key in matching and not isinstance(matching[key], bool):
+            messages.append(f"matching.{key}: must be true or false, got {matching[key]!r}")
+    exact = matching.get("exact", [])
+    if isinstance(exact, str) or not isinstance(exact, (list, tuple)):
+        messages.append(f"matching.exact: must be a list of variable names, got {exact!r}")
+    else:
+        columns = set(columns)
+        missing = [str(v) for v in exact if v not in columns]
+        if missing:
+            messages.append(f"matching.exact: variable(s) not in the data: {', '.join(missing)}")
+    return messages
+
+
+def caliper_in_distance_units(distance: np.ndarray, discarded: np.ndarray, caliper: float | None,
+                              std_caliper: bool) -> float | None:
+    """The caliper in raw distance units: ``caliper * sd(distance[!discarded])`` when standardised.
+
+    The SD follows R's ``sd``: n - 1 denominator, a corrected two-pass mean and long-double sums.
+    """
+    if caliper is None:
+        return None
+    if not std_caliper:
+        return float(caliper)
+    kept = distance[~discarded]
+    if len(kept) < 2:
+        raise DataError("the caliper's SD needs at least two non-discarded units")
+    return float(caliper) * _r_sd(kept)
+
+
+def _r_sd(x: np.ndarray) -> float:
+    n = len(x)
+    mean = np.sum(x, dtype=np.longdouble) / n
+    mean = mean + np.sum(x - mean, dtype=np.longdouble) / n
+    centred = x - np.float64(mean)
+    return float(np.sqrt(np.float64(np.sum(centred * centred, dtype=np.longdouble) / (n - 1))))
+
+
+# ---------------------------------------------------------------------------------------------
+# matching
+
+
+def match_nearest(distance: np.ndarray, treated: np.ndarray, *, ratio: int = 1,
+                  caliper: float | None = None, std_caliper: bool = True, replace: bool = False,
+                  order: str = "largest", exact: np.ndarray | None = None,
+                  discarded: np.ndarray | None = None, seed: int = 0) -> MatchResult:
+    """Nearest-neighbour matching of treated to control units as ``MatchIt::matchit(method =
+    "nearest", distance = <distance>, estimand = "ATT")``.
+
+    ``caliper`` is in SDs of the distance when ``std_caliper`` (SD over non-discarded units) else
+    in distance units. ``exact`` holds one integer stratum code per unit. ``discarded`` units
+    (common support) are never matched. ``order: random`` permutes the non-discarded treated units
+    with ``numpy.random.default_rng(seed)`` (R's ``sample`` cannot be reproduced; the other orders
+    give MatchIt's pairs exactly). With ``replace`` MatchIt always uses the data order.
+    """
+    distance, treated, exact, discarded = _validated_inputs(distance, treated, exact, discarded)
+    if isinstance(ratio, bool) or int(ratio) != ratio or ratio < 1:
+        raise ConfigError(f"matching.ratio: must be a whole number >= 1, got {ratio!r}")
+    if order not in ORDERS:
+        raise ConfigError(f"matching.order: {order!r} is not one of {', '.join(ORDERS)}")
+    if caliper is not None and not (np.isfinite(caliper) and caliper >= 0):
+        raise ConfigError(f"matching.caliper: must be a non-negative number, got {caliper!r}")
+    ratio = int(ratio)
+    caliper_raw = caliper_in_distance_units(distance, discarded, caliper, std_caliper)
+    limit = np.inf if caliper_raw is None else caliper_raw
+
+    order_by_distance = _stable_argsort(distance)
+    treated_idx = np.flatnonzero(treated)
+    layout = _layout(order_by_distance, treated, discarded, *_strata(exact))
+    if replace:
+        queue = np.flatnonzero(~discarded[treated_idx])
+        kernel = _match_with_replacement
+    else:
+        queue = _treated_order(layout.treated_ascending, distance[treated_idx],
+                               discarded[treated_idx], order, seed)
+        kernel = _match_round_robin
+    mm = kernel(queue, treated_idx, layout.first, layout.last, layout.start, layout.control,
+                layout.control_position, layout.position, distance, ratio, limit)
+    return _assemble(mm, treated_idx, treated, discarded, distance, replace, caliper_raw)
+
+
+def _validated_inputs(distance, treated, exact, discarded):
+    distance = np.ascontiguousarray(distance, dtype=np.float64)
+    n = len(distance)
+    if not np.isfinite(distance).all():
+        raise DataError("the matching distance has missing or infinite values")
+    treated = _as_bool(treated, "treated")
+    discarded = np.zeros(n, dtype=bool) if discarded is None else _as_bool(discarded, "discarded")
+    exact = np.zeros(n, dtype=np.int64) if exact is None else np.asarray(exact)
+    if exact.dtype.kind not in "iu":
+        raise DataError("exact stratum codes must be integers")
+    for name, arr in (("treated", treated), ("discarded", discarded), ("exact", exact)):
+        if len(arr) != n:
+            raise DataError(f"{name} has {len(arr)} values but the distance has {n}")
+    return distance, treated, exact.astype(np.int64), discarded
+
+
+def _as_bool(values, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype != bool:
+        if not np.isin(arr, (0, 1)).all():
+            raise DataError(f"{name} must be boolean or 0/1")
+        arr = arr.astype(bool)
+    return arr
+
+
+def _stable_argsort(values: np.ndarray) -> np.ndarray:
+    """``np.argsort(kind="stable")`` (R's ``order``: ties in data order), via the faster
+    unstable sort and a pass that puts the indices of each run of equal values in order."""
+    order = np.argsort(values)
+    _sort_tie_runs(order, values)
+    return order
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort_tie_runs(order, values):
+    a = 0
+    n = len(order)
+    while a < n:
+        b = a + 1
+        while b < n and values[order[b]] == values[order[a]]:
+            b += 1
+        if b - a > 1:
+            order[a:b] = np.sort(order[a:b])
+        a = b
+
+
+def _treated_order(ascending: np.ndarray, distance_t: np.ndarray, discarded_t: np.ndarray,
+                   order: str, seed: int) -> np.ndarray:
+    """Non-discarded treated units (indices among treated) in matching order.
+
+    ``ascending`` is the treated units sorted by distance, ties in data order; ``largest`` keeps
+    ties in data order too, as R's ``order(decreasing = TRUE)`` does.
+    """
+    if order == "largest":
+        queue = ascending[::-1].copy()
+        _sort_tie_runs(queue, distance_t)
+    elif order == "smallest":
+        queue = ascending
+    elif order == "data":
+        queue = np.arange(len(distance_t))
+    else:
+        queue = np.random.default_rng(seed).permutation(np.flatnonzero(~discarded_t))
+    return queue[~discarded_t[queue]]
+
+
+def _strata(exact: np.ndarray) -> tuple[np.ndarray, int]:
+    """Exact-matching codes as 0..n_strata-1."""
+    if len(exact) == 0 or (exact == exact[0]).all():
+        return np.zeros(len(exact), dtype=np.int64), 1
+    codes, stratum = np.unique(exact, return_inverse=True)
+    return stratum.astype(np.int64), len(codes)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The sorted structure the kernels scan.
+
+    Controls that may be matched (not discarded) sit in "slots" sorted by (stratum, distance
+    position); per treated unit (in data order) the slot range of its stratum and the first slot
+    sorted after it.
+    """
+
+    position: np.ndarray            # per unit: position in the global distance order
+    control: np.ndarray             # per slot: data index of the control
+    control_position: np.ndarray    # per slot: its global position
+    first: np.ndarray               # per treated: first slot of its stratum (first > last: none)
+    last: np.ndarray                # per treated: last slot of its stratum
+    start: np.ndarray               # per treated: first slot of its stratum sorted after it
+    treated_ascending: np.ndarray   # treated units (indices among treated) by distance
+
+
+def _layout(order_by_distance, treated, discarded, stratum, n_strata) -> _Layout:
+    return _Layout(*_layout_arrays(order_by_distance, treated, discarded, stratum, n_strata))
+
+
+@numba.njit(cache=True, nogil=True)
+def _layout_arrays(order_by_distance, treated, discarded, stratum, n_strata):
+    n = len(order_by_distance)
+    offsets = np.zeros(n_strata + 1, dtype=np.int64)
+    treated_rank = np.empty(n, dtype=np.int64)
+    n_treated = 0
+    for u in range(n):
+        if treated[u]:
+            treated_rank[u] = n_treated
+            n_treated += 1
+        elif not discarded[u]:
+            offsets[stratum[u] + 1] += 1
+    offsets = np.cumsum(offsets)
+    fill = offsets[:-1].copy()
+    position = np.empty(n, dtype=np.int64)
+    control = np.empty(offsets[-1], dtype=np.int64)
+    control_position = np.empty(offsets[-1], dtype=np.int64)
+    first = np.empty(n_treated, dtype=np.int64)
+    last = np.empty(n_treated, dtype=np.int64)
+    start = np.empty(n_treated, dtype=np.int64)
+    treated_ascending = np.empty(n_treated, dtype=np.int64)
+    k = 0
+    for p in range(n):
+        u = order_by_distance[p]
+        s = stratum[u]
+        position[u] = p
+        if treated[u]:
+            t = treated_rank[u]
+            first[t], last[t], start[t] = offsets[s], offsets[s + 1] - 1, fill[s]
+            treated_ascending[k] = t
+            k += 1
+        elif not discarded[u]:
+            control[fill[s]] = u
+            control_position[fill[s]] = p
+            fill[s] += 1
+    return position, control, control_position, first, last, start, treated_ascending
+
+
+@numba.njit(cache=True, nogil=True)
+def _find_alive(parent, i):
+    """Root of ``i`` in a "next alive" union-find (path halving)."""
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@numba.njit(cache=True, nogil=True)
+def _match_round_robin(queue, treated_idx, first, last, start, cidx, cpos, position, distance,
+                       ratio, limit):
+    """Without replacement: ``ratio`` rounds over ``queue``, one control per treated unit per round."""
+    n_slots = len(cidx)
+    left_parent = np.arange(n_slots + 1)    # entry s + 1 stands for slot s; 0 = "none left"
+    right_parent = np.arange(n_slots + 1)   # entry s for slot s; n_slots = "none right"
+    mm = np.full((len(treated_idx), ratio), NO_MATCH, dtype=np.int64)
+    lo_slot = start.copy()                  # left candidates lie below this slot
+    hi_slot = start - 1                     # right candidates lie above this slot
+    lo_pos = position[treated_idx]          # window edges in the global order (MatchIt's iil/iir)
+    hi_pos = lo_pos.copy()
+    active = np.ones(len(treated_idx), dtype=np.bool_)
+    for r in range(ratio):
+        for q in queue:
+            if not active[q]:
+                continue
+            dt = distance[treated_idx[q]]
+            left = _find_alive(left_parent, lo_slot[q]) - 1
+            if left < first[q]:
+                left = -1
+            elif abs(dt - distance[cidx[left]]) > limit:
+                left = -1
+            right = _find_alive(right_parent, hi_slot[q] + 1)
+            if right > last[q]:
+                right = -1
+            elif abs(dt - distance[cidx[right]]) > limit:
+                right = -1
+            if left < 0 and right < 0:
+                active[q] = False
+                continue
+            if left < 0:
+                take = right
+            elif right < 0:
+                take = left
+            else:
+                d_left = abs(dt - distance[cidx[left]])
+                d_right = abs(dt - distance[cidx[right]])
+                if d_left < d_right:
+                    take = left
+                elif d_right < d_left:
+                    take = right
+                elif lo_pos[q] - cpos[left] <= cpos[right] - hi_pos[q]:
+                    take = left
+                else:
+                    take = right
+            mm[q, r] = cidx[take]
+            left_parent[take + 1] = take
+            right_parent[take] = take + 1
+            if take < lo_slot[q]:
+                lo_slot[q] = take
+                lo_pos[q] = cpos[take]
+            else:
+                hi_slot[q] = take
+                hi_pos[q] = cpos[take]
+    return mm
+
+
+@numba.njit(cache=True, nogil=True)
+def _match_with_replacement(queue, treated_idx, first, last, start, cidx, cpos, position, distance,
+                            ratio, limit):
+    """With replacement: each treated unit takes its ``ratio`` nearest controls at once.
+
+    Replays MatchIt's alternating scan (candidates pushed in step order, a side stops at ``ratio``
+    candidates, beyond the caliper, or at a control farther than ``ratio`` already found) and its
+    selection among the candidates, so ties resolve as in MatchIt.
+    """
+    mm = np.full((len(treated_idx), ratio), NO_MATCH, dtype=np.int64)
+    cand = np.empty(2 * ratio, dtype=np.int64)
+    cand_d = np.empty(2 * ratio, dtype=np.float64)
+    for q in queue:
+        dt = distance[treated_idx[q]]
+        pos_t = position[treated_idx[q]]
+        n_cand = 0
+        s_left, s_right = start[q] - 1, start[q]
+        n_left = n_right = 0
+        left_open, right_open = s_left >= first[q], s_right <= last[q]
+        while left_open or right_open:
+            go_left = left_open and (not right_open or pos_t - cpos[s_left] <= cpos[s_right] - pos_t)
+            s = s_left if go_left else s_right
+            d = abs(dt - distance[cidx[s]])
+            keep = d <= limit and _n_closer(cand_d, n_cand, d, ratio) < ratio
+            if keep:
+                cand[n_cand] = cidx[s]
+                cand_d[n_cand] = d
+                n_cand += 1
+            if go_left:
+                n_left += 1 if keep else 0
+                s_left -= 1
+                left_open = keep and n_left < ratio and s_left >= first[q]
+            else:
+                n_right += 1 if keep else 0
+                s_right += 1
+                right_open = keep and n_right < ratio and s_right <= last[q]
+        chosen = _select_as_matchit(cand_d[:n_cand], ratio)
+        for j in range(len(chosen)):
+            mm[q, j] = cand[chosen[j]]
+    return mm
+
+
+@numba.njit(cache=True, nogil=True)
+def _n_closer(cand_d, n_cand, d, ratio):
+    """How many candidates are strictly closer than ``d`` (0 while fewer than ``ratio`` exist)."""
+    if n_cand < ratio:
+        return 0
+    count = 0
+    for j in range(n_cand):
+        if cand_d[j] < d:
+            count += 1
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def _select_as_matchit(cand_d, ratio):
+    """Indices of the chosen candidates, in MatchIt's slot order.
+
+    MatchIt returns the candidates as found when they are at most ``ratio`` and already sorted,
+    else ``std::partial_sort`` (more than ``ratio``) or ``std::sort``; both are emulated as
+    libstdc++ runs them (heap select + heap sort; insertion sort up to 16 elements), because
+    neither is stable and the order of tied candidates decides the pairs. (Beyond 16 elements,
+    i.e. ratio > 16, libstdc++'s introsort may order tied candidates differently.)
+    """
+    n = len(cand_d)
+    ind = np.arange(n)
+    if n <= 1:
+        return ind
+    if n <= ratio:
+        ordered = True
+        for j in range(1, n):
+            if cand_d[j] < cand_d[j - 1]:
+                ordered = False
+        if not ordered:
+            _insertion_sort(ind, cand_d)
+        return ind
+    _heap_select(ind, ratio, cand_d)
+    _sort_heap(ind, ratio, cand_d)
+    return ind[:ratio]
+
+
+@numba.njit(cache=True, nogil=True)
+def _insertion_sort(ind, key):
+    for i in range(1, len(ind)):
+        value = ind[i]
+        j = i
+        while j > 0 and key[value] < key[ind[j - 1]]:
+            ind[j] = ind[j - 1]
+            j -= 1
+        ind[j] = value
+
+
+@numba.njit(cache=True, nogil=True)
+def _adjust_heap(ind, hole, length, value, key):
+    """libstdc++ ``std::__adjust_heap`` (max-heap on ``key``) followed by ``__push_heap``."""
+    top = hole
+    child = hole
+    while child < (length - 1) // 2:
+        child = 2 * (child + 1)
+        if key[ind[child]] < key[ind[child - 1]]:
+            child -= 1
+        ind[hole] = ind[child]
+        hole = child
+    if length % 2 == 0 and child == (length - 2) // 2:
+        child = 2 * (child + 1)
+        ind[hole] = ind[child - 1]
+        hole = child - 1
+    parent = (hole - 1) // 2
+    while hole > top and key[ind[parent]] < key[value]:
+        ind[hole] = ind[parent]
+        hole = parent
+        parent = (hole - 1) // 2
+    ind[hole] = value
+
+
+@numba.njit(cache=True, nogil=True)
+def _heap_select(ind, middle, key):
+    """libstdc++ ``std::__heap_select``: the ``middle`` smallest into a max-heap at the front."""
+    if middle > 1:
+        parent = (middle - 2) // 2
+        while True:
+            _adjust_heap(ind, parent, middle, ind[parent], key)
+            if parent == 0:
+                break
+            parent -= 1
+    for i in range(middle, len(ind)):
+        if key[ind[i]] < key[ind[0]]:
+            value = ind[i]
+            ind[i] = ind[0]
+            _adjust_heap(ind, 0, middle, value, key)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort_heap(ind, length, key):
+    """libstdc++ ``std::__sort_heap`` on the first ``length`` entries."""
+    while length > 1:
+        length -= 1
+        value = ind[length]
+        ind[length] = ind[0]
+        _adjust_heap(ind, 0, length, value, key)
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs
+
+
+def _assemble(mm, treated_idx, treated, discarded, distance, replace, caliper_raw) -> MatchResult:
+    rows, slots = np.nonzero(mm >= 0)
+    t_index = treated_idx[rows]
+    c_index = mm[rows, slots]
+    pairs = pd.DataFrame({
+        "treated_index": t_index,
+        "control_index": c_index,
+        "slot": slots + 1,
+        "distance_diff": np.abs(distance[t_index] - distance[c_index]),
+    })
+    set_sizes = (mm >= 0).sum(axis=1)
+    weights = np.zeros(len(treated))
+    weights[treated_idx[set_sizes > 0]] = 1.0
+    if replace:
+        np.add.at(weights, c_index, 1.0 / set_sizes[rows])
+    else:
+        weights[c_index] = 1.0 / set_sizes[rows]
+    used = ~treated & (weights > 0)
+    weights[used] = used.sum() * weights[used] / weights[used].sum()
+    subclass = np.zeros(len(treated), dtype=np.int64)
+    if not replace:
+        set_id = np.cumsum(set_sizes > 0)
+        subclass[treated_idx[set_sizes > 0]] = set_id[set_sizes > 0]
+        subclass[c_index] = set_id[rows]
+    counts = _counts(treated, discarded, set_sizes, used)
+    return MatchResult(pairs, weights, subclass, caliper_raw, counts)
+
+
+def _counts(treated, discarded, set_sizes, used) -> dict:
+    n_treated = int(treated.sum())
+    matched = int((set_sizes > 0).sum())
+    n_discarded_treated = int((treated & discarded).sum())
+    return {
+        "n_treated": n_treated,
+        "n_control": int((~treated).sum()),
+        "n_treated_matched": matched,
+        "n_treated_unmatched": n_treated - matched - n_discarded_treated,
+        "n_controls_matched": int(used.sum()),
+        "n_discarded_treated": n_discarded_treated,
+        "n_discarded_control": int((~treated & discarded).sum()),
+    }
