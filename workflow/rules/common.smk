@@ -1,10 +1,9 @@
-import os
 import re
 import sys
 from pathlib import Path
 
-# The rules' scripts import the `pipeline` package from this repository.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+# The `pipeline` package is installed in the environment (scripts/setup.sh: pip install -e .);
+# this makes the Snakefile parse from a checkout too.
 sys.path.insert(0, workflow.basedir)
 
 from pipeline.config import prepare_config
