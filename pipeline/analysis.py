@@ -114,10 +114,15 @@ def _subclass_column(subclass: np.ndarray, replace: bool) -> pd.Series:
     return pd.Series(subclass, dtype="Int64")
 
 
+def matched_rows(cohort: pd.DataFrame, matched: pd.DataFrame) -> np.ndarray:
+    """Row of `matched` (one row per matched patient) for each cohort row; -1 for the unmatched."""
+    return pd.Index(matched["patient_id"]).get_indexer(cohort["patient_id"])
+
+
 def matching_weights(cohort: pd.DataFrame, matched: pd.DataFrame) -> np.ndarray:
     """Weight per cohort row (0 for the unmatched)."""
-    weights = cohort["patient_id"].map(dict(zip(matched["patient_id"], matched["weight"])))
-    return weights.fillna(0.0).to_numpy(float)
+    rows = matched_rows(cohort, matched)
+    return np.where(rows >= 0, matched["weight"].to_numpy(float)[rows], 0.0)
 
 
 def balance_stage(cohort: pd.DataFrame, scores: pd.DataFrame, matched: pd.DataFrame,
@@ -141,16 +146,31 @@ def balance_stage(cohort: pd.DataFrame, scores: pd.DataFrame, matched: pd.DataFr
 
 def matched_sample(cohort: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFrame:
     """The matched rows with their outcome, in cohort order."""
-    outcome = cohort[["patient_id", "treated", "time", "event"]]
-    return outcome.merge(matched[["patient_id", "subclass", "weight"]], on="patient_id", how="inner")
+    rows = matched_rows(cohort, matched)
+    in_sample = np.flatnonzero(rows >= 0)
+    outcome = cohort[["treated", "time", "event"]].iloc[in_sample].reset_index(drop=True)
+    sets = matched[["patient_id", "subclass", "weight"]].iloc[rows[in_sample]].reset_index(drop=True)
+    return pd.concat([sets[["patient_id"]], outcome, sets[["subclass", "weight"]]], axis=1)
 
 
-def survival_stage(cohort: pd.DataFrame, matched: pd.DataFrame, analysis: dict, seed: int, time_unit: str,
-                   relevant_hr: float = 1.5):
+def replacement_sets(sample: pd.DataFrame, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(row in `sample`, matched-set id) memberships: each treated patient's set holds the treated
+    row and its controls' rows; a reused control belongs to several sets."""
+    position = pd.Index(sample["patient_id"])
+    treated_ids = pd.unique(pairs["treated_id"])
+    set_of = pd.Index(treated_ids)
+    rows = np.concatenate([position.get_indexer(treated_ids), position.get_indexer(pairs["control_id"])])
+    sets = np.concatenate([np.arange(len(treated_ids)), set_of.get_indexer(pairs["treated_id"])])
+    return rows, sets
+
+
+def survival_stage(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame, analysis: dict,
+                   seed: int, time_unit: str, relevant_hr: float = 1.5):
     sample = matched_sample(cohort, matched)
     replace = analysis["matching"]["replace"]
     # Without replacement the matched set is the cluster (Austin 2014); with replacement a control
-    # can be in several sets, so MatchIt's vignette clusters on the patient.
+    # can be in several sets, so MatchIt's vignette clusters on the patient and the bootstrap
+    # resamples the sets from pairs.csv.
     cluster = (pd.factorize(sample["patient_id"])[0] if replace
                else sample["subclass"].to_numpy(np.int64))
     survival = analysis["survival"]
@@ -160,6 +180,7 @@ def survival_stage(cohort: pd.DataFrame, matched: pd.DataFrame, analysis: dict, 
         tau=survival["rmst_tau"], landmarks=survival["landmarks"], ci=survival["ci"],
         bootstrap=survival["bootstrap"], seed=seed, time_unit=time_unit,
         pair_strata=None if replace else sample["subclass"].to_numpy(np.int64),
+        bootstrap_sets=replacement_sets(sample, pairs) if replace else None,
     )
     result["power"] = power_summary(result, relevant_hr)
     return result

@@ -99,10 +99,12 @@ def _km_lowest_survival(time: np.ndarray, event: np.ndarray) -> float:
     return surv
 
 
-def test_report_has_the_headline(demo):
+def test_report_has_the_headline_and_no_patient_ids(demo):
     for analysis in analyses():
         page = (demo / analysis / "report.html").read_text()
         assert "Median survival: resection" in page and " vs IAT " in page
+        ids = pd.read_parquet(demo / analysis / "cohort.parquet")["patient_id"]
+        assert not [i for i in ids if not i.isdigit() and i in page]
         assert "http://" not in page.replace("http://www.w3.org", "") and "<script src" not in page
     index = (demo / "report.html").read_text()
     for analysis in analyses():

@@ -83,8 +83,10 @@ rule balance:
         balance="results/{analysis}/balance.csv",
         table1="results/{analysis}/table1.csv",
         summary="results/{analysis}/balance.json",
-        love_plot="results/{analysis}/love_plot.png",
-        overlap_plot="results/{analysis}/ps_overlap.png",
+        love_plot=report("results/{analysis}/love_plot.png", category="Balance", subcategory="{analysis}",
+                         labels={"analysis": "{analysis}", "figure": "Love plot"}),
+        overlap_plot=report("results/{analysis}/ps_overlap.png", category="Balance", subcategory="{analysis}",
+                            labels={"analysis": "{analysis}", "figure": "propensity-score overlap"}),
     params:
         analysis=analysis_config,
         variables=STUDY["registry"]["variables"],
@@ -109,7 +111,8 @@ rule survival:
         pairs="results/{analysis}/pairs.csv",
     output:
         survival="results/{analysis}/survival.json",
-        km_plot="results/{analysis}/km.png",
+        km_plot=report("results/{analysis}/km.png", category="Survival", subcategory="{analysis}",
+                       labels={"analysis": "{analysis}", "figure": "Kaplan-Meier"}),
     params:
         analysis=analysis_config,
         seed=STUDY["seed"],

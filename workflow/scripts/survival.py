@@ -1,4 +1,5 @@
 """Rule survival: the survival comparison in the matched sample and the KM figure."""
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from pipeline.analysis import matched_sample, survival_stage
@@ -10,16 +11,19 @@ from pipeline.report.formatting import arm_labels
 def main(smk):
     cohort = pd.read_parquet(smk.input.cohort)
     matched = read_result_csv(smk.input.matched)
+    pairs = read_result_csv(smk.input.pairs)
     analysis = smk.params.analysis
-    result = survival_stage(cohort, matched, analysis, smk.params.seed, smk.params.time_unit,
+    result = survival_stage(cohort, matched, pairs, analysis, smk.params.seed, smk.params.time_unit,
                             smk.params.relevant_hr)
     write_json(result, smk.output.survival)
     sample = matched_sample(cohort, matched)
     labels = arm_labels(analysis)
-    plot_km(sample["time"].to_numpy(float), sample["event"].to_numpy(int), sample["treated"].to_numpy(bool),
-            sample["weight"].to_numpy(float), labels=(labels["treated"], labels["control"]),
-            time_unit=smk.params.time_unit, min_cell=smk.params.min_cell, path=smk.output.km_plot,
-            medians={labels[arm]: result[arm]["median"] for arm in ("treated", "control")})
+    figure = plot_km(
+        sample["time"].to_numpy(float), sample["event"].to_numpy(int), sample["treated"].to_numpy(bool),
+        sample["weight"].to_numpy(float), labels=(labels["treated"], labels["control"]),
+        time_unit=smk.params.time_unit, min_cell=smk.params.min_cell, path=smk.output.km_plot,
+        medians={labels[arm]: result[arm]["median"] for arm in ("treated", "control")})
+    plt.close(figure)
 
 
 run_script(main, snakemake)  # noqa: F821

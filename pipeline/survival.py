@@ -1,0 +1,432 @@
+"""Survival comparison of the matched sample, with R `survival` 3.5-3 semantics.
+
+- Kaplan-Meier per arm (``survfit(Surv(time, event) ~ 1, weights = w)``): Greenwood standard
+  error when the arm's weights are whole numbers, otherwise R's default for fractional weights,
+  the infinitesimal-jackknife (robust) standard error with each row its own cluster.
+- Median and its CI: R's ``quantile.survfit`` (first time S(t) <= 0.5, midpoint of a flat stretch
+  at exactly 0.5, CI by inverting the pointwise band); ``None`` when not reached.
+- RMST and its SE: R's ``print(fit, rmean = tau)``.
+- Log-rank: R's ``survdiff`` (unweighted). Cox: see ``pipeline.cox``.
+All functions are vectorized (sort once, cumulative sums), so 1M rows take about a second.
+"""
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, stats
+
+from pipeline.cox import fit_cox, group_codes
+from pipeline.errors import ConfigError, DataError
+
+CI_TYPES = ("log-log", "log", "plain")
+_TOL = np.sqrt(np.finfo(float).eps)   # R: sqrt(.Machine$double.eps)
+_Z95 = float(stats.norm.ppf(0.975))
+COMMON_OUTCOME = 0.15                  # VanderWeele & Ding: convert HR to RR above this
+
+
+@dataclass(frozen=True)
+class KMCurve:
+    """One Kaplan-Meier curve on the arm's distinct times (events and censorings)."""
+    time: np.ndarray
+    n_risk: np.ndarray        # weighted
+    n_event: np.ndarray       # weighted
+    n_risk_count: np.ndarray  # rows at risk (for the numbers-at-risk table)
+    surv: np.ndarray
+    std_err: np.ndarray       # se of log S (logse) or of S (robust)
+    logse: bool
+    n: int
+    events: int
+
+
+def kaplan_meier(time, event, weight) -> KMCurve:
+    """Weighted KM of one arm (R survfit); n and events are row counts, as R reports them."""
+    time, event, weight = (np.asarray(a, dtype=float) for a in (time, event, weight))
+    times, idx = np.unique(time, return_inverse=True)
+    k = len(times)
+    at_time = np.bincount(idx, weight, k)
+    n_event = np.bincount(idx, weight * event, k)
+    event_rows = np.bincount(idx, event, k)
+    n_risk = np.cumsum(at_time[::-1])[::-1]
+    n_risk_count = np.cumsum(np.bincount(idx, minlength=k)[::-1])[::-1]
+    has_event = (event_rows > 0) & (n_event > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hazard = np.where(has_event, n_event / n_risk, 0.0)
+        greenwood_step = np.where(has_event, n_event / (n_risk * (n_risk - n_event)), 0.0)
+    surv = np.cumprod(1.0 - hazard)
+    greenwood = np.cumsum(greenwood_step)
+    robust = bool(np.any(weight != np.floor(weight)))
+    if robust:
+        std_err = _jackknife_se(idx, event, weight, surv, greenwood, n_risk - n_event, has_event)
+    else:
+        std_err = np.sqrt(greenwood)
+    return KMCurve(times, n_risk, n_event, n_risk_count, surv, std_err, not robust,
+                   n=len(time), events=int(event.sum()))
+
+
+def _jackknife_se(idx, event, weight, surv, greenwood, survivors, has_event):
+    """se(S(t)) from the infinitesimal jackknife, each row its own cluster (R survfitkm.c).
+
+    Row k's influence on S(t) is S(t) w_k [G(min(t, T_k)) - event_k 1{T_k <= t} / (n - d)(T_k)],
+    G the Greenwood sum, so the sum of squares splits into rows still at risk after t
+    (w^2 G(t)^2) and rows that left at or before t (a fixed amount each). As in R, the value
+    is computed at event times and carried over censoring-only times (exactly flat there).
+    """
+    k = len(surv)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own = greenwood[idx] - np.where(event == 1, 1.0 / survivors[idx], 0.0)
+    left = np.cumsum(np.bincount(idx, weight ** 2 * own ** 2, k))
+    w2_at = np.bincount(idx, weight ** 2, k)
+    w2_later = np.cumsum(w2_at[::-1])[::-1] - w2_at
+    with np.errstate(invalid="ignore"):
+        var = surv ** 2 * (greenwood ** 2 * w2_later + left)
+    var = np.where(surv > 0, var, 0.0)
+    last_event = np.maximum.accumulate(np.where(has_event, np.arange(k), -1))
+    return np.sqrt(np.where(last_event >= 0, var[np.maximum(last_event, 0)], 0.0))
+
+
+def confidence_band(curve: KMCurve, ci: str, level: float = 0.95):
+    """Pointwise band of S(t) (R survfit_confint); NaN where R gives NA or NaN."""
+    _check_ci(ci)
+    z = stats.norm.ppf(1 - (1 - level) / 2)
+    p = curve.surv
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = curve.std_err if curve.logse else np.where(curve.std_err == 0, 0.0, curve.std_err / p)
+        if ci == "plain":
+            half = se * p * z
+            return np.maximum(p - half, 0.0), np.minimum(p + half, 1.0)
+        if ci == "log":
+            logp = np.log(np.where(p == 0, np.nan, p))
+            return np.exp(logp - z * se), np.minimum(np.exp(logp + z * se), 1.0)
+        xx = np.where((p == 0) | (p == 1), np.nan, p)
+        shift = z * se / np.log(xx)
+        loglog = np.log(-np.log(xx))
+        return np.exp(-np.exp(loglog - shift)), np.exp(-np.exp(loglog + shift))
+
+
+def r_quantile_time(time, surv_like, p=0.5):
+    """Time where a survival-type curve crosses 1 - p, as R's quantile.survfit (findq).
+
+    ``surv_like`` may be S(t) or a band limit (NaN = NA). Returns None when not reached.
+    """
+    x = np.concatenate(([0.0], np.asarray(time, dtype=float)))
+    y = np.concatenate(([0.0], 1.0 - np.asarray(surv_like, dtype=float)))
+    if np.nanmax(y) < p:
+        return None
+    x_last = x[-1]
+    keep = ~_duplicated(y)
+    x, y = x[keep], y[keep]
+    first = _approx_constant_right(y + _TOL, p)
+    second = _approx_constant_right(y - _TOL, p)
+    if not np.isnan(y[-1]) and abs(p - y[-1]) < _TOL and first is not None:
+        return float((x[first] + x_last) / 2)
+    if first is None or second is None:
+        return None
+    return float((x[first] + x[second]) / 2)
+
+
+def _duplicated(y):
+    """R's duplicated(): NaN counts as a value (repeated NaNs are duplicates)."""
+    key = np.where(np.isnan(y), np.inf, y)
+    _, first = np.unique(key, return_index=True)
+    dup = np.ones(len(y), dtype=bool)
+    dup[first] = False
+    return dup
+
+
+def _approx_constant_right(xs, p):
+    """Index returned by R's approx(xs, seq_along(xs), p, method = "constant", f = 1)."""
+    ok = np.flatnonzero(~np.isnan(xs))
+    order = ok[np.argsort(xs[ok], kind="stable")]
+    sorted_x = xs[order]
+    if p < sorted_x[0] or p > sorted_x[-1]:
+        return None
+    return int(order[np.searchsorted(sorted_x, p, side="left")])
+
+
+def median_with_ci(curve: KMCurve, lower, upper):
+    """(median, lower, upper): the band's limits inverted at 0.5, each None when not reached."""
+    return (r_quantile_time(curve.time, curve.surv), r_quantile_time(curve.time, lower),
+            r_quantile_time(curve.time, upper))
+
+
+def restricted_mean(curve: KMCurve, tau: float):
+    """RMST up to tau and its SE, as R's print(fit, rmean = tau) (survmean)."""
+    keep = curve.time <= tau
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hh = np.where(curve.n_risk - curve.n_event == 0, 0.0,
+                      curve.n_event / (curve.n_risk * (curve.n_risk - curve.n_event)))
+    if not keep.any():
+        return float(tau), 0.0
+    times = np.append(curve.time[keep], tau)
+    surv = np.append(curve.surv[keep], curve.surv[keep][-1])
+    hh = np.append(hh[keep], 0.0)
+    rectangles = np.diff(np.concatenate(([0.0], times))) * np.concatenate(([1.0], surv[:-1]))
+    area_after = np.cumsum(rectangles[::-1])[::-1] - rectangles
+    return float(rectangles.sum()), float(np.sqrt(np.sum(area_after ** 2 * hh)))
+
+
+def survival_at(curve: KMCurve, lower, upper, landmarks):
+    """S(t) and its band at each landmark, as R's summary(fit, times = landmarks);
+    None beyond the arm's last follow-up time."""
+    out = {}
+    for t in landmarks:
+        if t > curve.time[-1]:
+            out[_key(t)] = (None, None, None)
+            continue
+        i = np.searchsorted(curve.time, t, side="right") - 1
+        if i < 0:
+            out[_key(t)] = (1.0, 1.0, 1.0)
+        else:
+            out[_key(t)] = (float(curve.surv[i]), _num(lower[i]), _num(upper[i]))
+    return out
+
+
+def logrank(time, event, treated):
+    """Unweighted two-group log-rank test (R survdiff, rho = 0): (chisq, p)."""
+    time, event = np.asarray(time, dtype=float), np.asarray(event, dtype=float)
+    grp = np.asarray(treated, dtype=bool)
+    times, idx = np.unique(time, return_inverse=True)
+    k = len(times)
+    n = np.cumsum(np.bincount(idx, minlength=k)[::-1])[::-1].astype(float)
+    n1 = np.cumsum(np.bincount(idx[grp], minlength=k)[::-1])[::-1].astype(float)
+    d = np.bincount(idx, event, k)
+    d1 = np.bincount(idx[grp], event[grp], k)
+    expected = np.sum(n1 * d / n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.where(n > 1, n1 * (n - n1) * d * (n - d) / (n * n * (n - 1)), 0.0)
+    chisq = float((d1.sum() - expected) ** 2 / var.sum())
+    return chisq, float(stats.chi2.sf(chisq, 1))
+
+
+def e_value(hr, lower, upper, common_outcome: bool):
+    """E-value of a hazard ratio and of its CI limit nearer 1 (VanderWeele & Ding 2017)."""
+    def as_rr(h):
+        if not common_outcome:
+            return h
+        return (1 - 0.5 ** np.sqrt(h)) / (1 - 0.5 ** np.sqrt(1 / h))
+
+    def evalue_of_rr(rr):
+        rr = 1 / rr if rr < 1 else rr
+        return float(rr + np.sqrt(rr * (rr - 1)))
+
+    if lower <= 1 <= upper:
+        ci = 1.0
+    else:
+        ci = evalue_of_rr(as_rr(upper if hr < 1 else lower))
+    return {"point": evalue_of_rr(as_rr(hr)), "ci": ci}
+
+
+def bootstrap_median_difference(time, event, treated, weight, cluster, *, replicates, seed,
+                                sets=None, chunk=32):
+    """Percentile 95% CI of median(treated) - median(control), resampling matched sets.
+
+    The resampled units are the distinct ``cluster`` values, or, with ``sets`` = (row, set_id)
+    membership pairs (matching with replacement: a control row may be in several sets), the
+    matched sets: a drawn set brings its treated row and its share of each control's weight
+    (1/k of the set, relative to the control's total over its sets).
+    A resample's median that is not reached counts as +infinity (beyond follow-up); a limit
+    that falls on an infinite or undefined difference is reported as None. Each resample is a
+    vector of set multiplicities, so the arms' weighted at-risk and event totals per distinct
+    time for a chunk of resamples are one sparse (time x set) product.
+    Returns (lower, upper, number of resamples with an undefined difference).
+    """
+    time, event, weight = (np.asarray(a, dtype=float) for a in (time, event, weight))
+    treated = np.asarray(treated, dtype=bool)
+    rows, set_codes, share = _set_shares(treated, cluster, sets)
+    n_sets = int(set_codes.max()) + 1
+    times, t_idx = np.unique(time, return_inverse=True)
+    k = len(times)
+    block = np.where(treated, 0, 2 * k)[rows] + t_idx[rows]   # treated blocks, then control
+    entry_weight = weight[rows] * share
+    design = sparse.csc_matrix(
+        (np.concatenate([entry_weight, entry_weight * event[rows]]),
+         (np.concatenate([block, block + k]), np.concatenate([set_codes, set_codes]))),
+        shape=(4 * k, n_sets))
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(replicates)
+    for done in range(0, replicates, chunk):
+        b = min(chunk, replicates - done)
+        drawn = rng.integers(0, n_sets, size=(b, n_sets)) * b + np.arange(b)[:, None]
+        counts = np.bincount(drawn.ravel(), minlength=n_sets * b).reshape(n_sets, b).astype(float)
+        totals = design.dot(counts)
+        treated_median = _median_columns(times, totals[:k], totals[k:2 * k])
+        control_median = _median_columns(times, totals[2 * k:3 * k], totals[3 * k:])
+        diffs[done:done + b] = treated_median - control_median
+    defined = diffs[~np.isnan(diffs)]
+    if len(defined) == 0:
+        return None, None, replicates
+    with np.errstate(invalid="ignore"):
+        lower, upper = np.quantile(defined, [0.025, 0.975])
+    return _num(lower), _num(upper), int(np.isnan(diffs).sum())
+
+
+def _set_shares(treated, cluster, sets):
+    """Membership entries (row, set code, share of the row's weight the set carries)."""
+    n = len(treated)
+    if sets is None:
+        return np.arange(n), group_codes(cluster), np.ones(n)
+    rows, set_ids = (np.asarray(a) for a in sets)
+    if len(rows) != len(set_ids) or not np.array_equal(np.unique(rows), np.arange(n)):
+        raise DataError("survival: bootstrap sets must list every matched row (0..n-1) in at "
+                        "least one matched set")
+    set_codes = group_codes(set_ids)
+    controls_in_set = np.bincount(set_codes, ~treated[rows])
+    raw = np.where(treated[rows], 1.0, 1.0 / np.maximum(controls_in_set[set_codes], 1))
+    return rows, set_codes, raw / np.bincount(rows, raw, n)[rows]
+
+
+def _median_columns(times, at_time, events):
+    """KM median per column (resample) on the pooled time grid, R's quantile rule.
+
+    Weights are positive, so a time with weight at risk is a time the arm was observed at.
+    """
+    n_risk = np.cumsum(at_time[::-1], axis=0)[::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hazard = np.where(events > 0, events / n_risk, 0.0)
+    surv = np.cumprod(1.0 - hazard, axis=0)
+    first = _first_true(surv <= 0.5 + _TOL)
+    second = _first_true(surv <= 0.5 - _TOL)
+    observed = at_time > 0
+    last_row = observed.shape[0] - 1 - np.argmax(observed[::-1], axis=0)
+    end = surv[last_row, np.arange(surv.shape[1])]
+    flat_end = (np.abs(end - 0.5) < _TOL) & (end <= 0.5)
+    t_first = np.where(first >= 0, times[np.maximum(first, 0)], np.inf)
+    t_second = np.where(second >= 0, times[np.maximum(second, 0)], np.inf)
+    return (t_first + np.where(flat_end, times[last_row], t_second)) / 2
+
+
+def _first_true(mask):
+    """Row index of the first True per column, -1 when none."""
+    return np.where(mask.any(axis=0), np.argmax(mask, axis=0), -1)
+
+
+def compare_survival(time, event, treated, weight, cluster, *, tau: float, landmarks: list[float],
+                     ci: str = "log-log", bootstrap: int = 1000, seed: int = 0,
+                     time_unit: str = "months", pair_strata=None, bootstrap_sets=None) -> dict:
+    """The survival stage on the matched sample: a JSON-ready dict with CONTRACT.md's
+    survival.json keys (plus survival_at_ci, conditional_hr, n_bootstrap, ...).
+
+    ``cluster`` is the matched set (without replacement) or the patient (with replacement): the
+    Cox robust variance is clustered on it. The median-difference bootstrap resamples the
+    distinct ``cluster`` values, or, with ``bootstrap_sets`` = (row index, set id) pairs from
+    pairs.csv (matching with replacement), the matched sets (see bootstrap_median_difference).
+    ``pair_strata`` (matched-set ids) adds the pair-stratified (conditional) HR.
+    The E-value treats the outcome as common when more than 15% of the matched rows have an event.
+    """
+    _check_settings(ci, tau, landmarks)
+    time, event, weight, treated = _validated(time, event, weight, treated, cluster)
+    arms = {}
+    for name, mask in (("treated", treated), ("control", ~treated)):
+        arms[name] = _arm_summary(time[mask], event[mask], weight[mask], tau, landmarks, ci)
+    chisq, p_lr = logrank(time, event, treated)
+    cox = fit_cox(time, event, treated.astype(float), weight, cluster=cluster)
+    common = event.mean() > COMMON_OUTCOME
+    out = {name: summary for name, summary in arms.items()}
+    out.update({
+        "logrank_chisq": chisq, "logrank_p": p_lr,
+        "hr": cox.hr, "hr_lower": cox.hr_lower, "hr_upper": cox.hr_upper, "hr_p": cox.p,
+        "hr_robust_se": cox.robust_se,
+        "hr_method": "coxph(Surv ~ treated, weights, cluster = matched set, ties = efron): "
+                     "marginal HR, robust (sandwich) SE",
+        "rmst_difference": _rmst_difference(arms),
+        "median_difference": _median_difference(arms, time, event, treated, weight, cluster,
+                                                bootstrap, seed, bootstrap_sets),
+        "e_value": {**e_value(cox.hr, cox.hr_lower, cox.hr_upper, common),
+                    "outcome_common": bool(common)},
+        "tau": float(tau), "time_unit": time_unit, "ci": ci,
+    })
+    if pair_strata is not None:
+        out["conditional_hr"] = _conditional_hr(time, event, treated, weight, pair_strata)
+    return out
+
+
+def _check_ci(ci):
+    if ci not in CI_TYPES:
+        raise ConfigError(f"survival.ci must be one of {', '.join(CI_TYPES)}; got {ci!r}")
+
+
+def _check_settings(ci, tau, landmarks):
+    _check_ci(ci)
+    if not (_is_number(tau) and tau > 0):
+        raise ConfigError(f"survival.rmst_tau must be a positive number; got {tau!r}")
+    if not all(_is_number(t) and t >= 0 for t in landmarks):
+        raise ConfigError(f"survival.landmarks must be numbers >= 0; got {landmarks!r}")
+
+
+def _is_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _validated(time, event, weight, treated, cluster):
+    time, event, weight = (np.asarray(a, dtype=float) for a in (time, event, weight))
+    raw_treated = np.asarray(treated)
+    lengths = {len(a) for a in (time, event, weight, raw_treated, np.asarray(cluster))}
+    if len(lengths) != 1:
+        raise DataError("survival: time, event, treated, weight and cluster differ in length")
+    if raw_treated.dtype != bool and not np.all(np.isin(raw_treated, (0, 1))):
+        raise DataError("survival: treated must be boolean or 0/1 for every matched row")
+    if np.any(pd.isna(np.asarray(cluster))):
+        raise DataError("survival: cluster (matched set or patient id) is missing for some rows")
+    treated = raw_treated.astype(bool)
+    if not (np.all(np.isfinite(time)) and np.all(time >= 0)):
+        raise DataError("survival: time must be finite and >= 0 for every matched row")
+    if not np.all(np.isin(event, (0, 1))):
+        raise DataError("survival: event must be 0 or 1")
+    if not np.all(weight > 0):
+        raise DataError("survival: the matched sample must have weight > 0 on every row")
+    if treated.all() or not treated.any():
+        raise DataError("survival: the matched sample needs both treated and control rows")
+    return time, event, weight, treated
+
+
+def _arm_summary(time, event, weight, tau, landmarks, ci):
+    curve = kaplan_meier(time, event, weight)
+    lower, upper = confidence_band(curve, ci)
+    median, med_lo, med_hi = median_with_ci(curve, lower, upper)
+    rmst, rmst_se = restricted_mean(curve, tau)
+    at = survival_at(curve, lower, upper, landmarks)
+    return {
+        "n": curve.n, "events": curve.events,
+        "median": median, "median_lower": med_lo, "median_upper": med_hi,
+        "rmst": rmst, "rmst_se": rmst_se,
+        "survival_at": {k: v[0] for k, v in at.items()},
+        "survival_at_ci": {k: [v[1], v[2]] for k, v in at.items()},
+    }
+
+
+def _rmst_difference(arms):
+    """Treated minus control; SE from the two arms' SEs as independent (as survRM2 does)."""
+    t, c = arms["treated"], arms["control"]
+    est = t["rmst"] - c["rmst"]
+    se = float(np.hypot(t["rmst_se"], c["rmst_se"]))
+    return {"estimate": est, "se": se, "lower": est - _Z95 * se, "upper": est + _Z95 * se}
+
+
+def _median_difference(arms, time, event, treated, weight, cluster, replicates, seed, sets):
+    t, c = arms["treated"]["median"], arms["control"]["median"]
+    estimate = None if t is None or c is None else t - c
+    if replicates <= 0:
+        return {"estimate": estimate, "lower": None, "upper": None, "n_bootstrap": 0}
+    lower, upper, undefined = bootstrap_median_difference(
+        time, event, treated, weight, cluster, replicates=replicates, seed=seed, sets=sets)
+    return {"estimate": estimate, "lower": lower, "upper": upper, "n_bootstrap": replicates,
+            "n_bootstrap_undefined": undefined, "seed": seed,
+            "resampled": "matched sets" if sets is not None else "clusters"}
+
+
+def _conditional_hr(time, event, treated, weight, pair_strata):
+    cox = fit_cox(time, event, treated.astype(float), weight, cluster=pair_strata,
+                  strata=pair_strata)
+    return {"hr": cox.hr, "lower": cox.hr_lower, "upper": cox.hr_upper, "p": cox.p,
+            "robust_se": cox.robust_se,
+            "label": "pair-stratified (conditional) HR: coxph(Surv ~ treated + strata(matched set),"
+                     " weights, cluster = matched set, ties = efron)"}
+
+
+def _key(t):
+    return f"{float(t):g}"
+
+
+def _num(v):
+    return None if v is None or not np.isfinite(v) else float(v)
