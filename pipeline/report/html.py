@@ -257,6 +257,21 @@ def interaction_display(interactions: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def centers_display(ingest: dict, min_cell: int) -> pd.DataFrame:
+    """Per center: rows read, accepted, quarantined with reasons, and missing values per variable
+    among the accepted rows (a blank death date is expected for the living, so outcome dates are
+    reported like any other variable)."""
+    rows = []
+    for center, c in ingest["centers"].items():
+        rows.append({
+            "Center": center, "Rows read": count(c["rows_read"], min_cell),
+            "Accepted": count(c["accepted"], min_cell), "Quarantined": count(c["quarantined"], min_cell),
+            "Quarantine reasons": ", ".join(f"{k} {count(v, min_cell)}" for k, v in sorted(c["reasons"].items())),
+            "Missing values": ", ".join(f"{k} {count(v, min_cell)}" for k, v in c.get("missing", {}).items() if v),
+        })
+    return pd.DataFrame(rows)
+
+
 def render_index(study: dict, ingest: dict, entries: list[dict], forest_png, interactions: pd.DataFrame) -> str:
     """`entries`: per analysis {name, survival, attrition, matching}."""
     min_cell = study["report"]["min_cell"]
@@ -275,6 +290,7 @@ def render_index(study: dict, ingest: dict, entries: list[dict], forest_png, int
     context = {"css": (TEMPLATES / "style.css").read_text(), "analyses": rows,
                "n_centers": len(ingest["centers"]), "rows_read": count(total["rows_read"], min_cell),
                "accepted": count(total["accepted"], min_cell), "quarantined": count(total["quarantined"], min_cell),
+               "centers": html_table(centers_display(ingest, min_cell), "centers"),
                "forest": image_base64(forest_png),
                "interactions": html_table(interaction_display(interactions), "interactions")
                if len(interactions) else "",
