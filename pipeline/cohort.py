@@ -2,6 +2,8 @@
 treatment groups. Every excluded patient is counted at the step that excluded them."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -15,23 +17,21 @@ def build_cohort(harmonized: pd.DataFrame, analysis: dict, outcome: dict, time_u
     Returns the analytic frame (patient_id, center, group, treated, covariates, time, event, and
     any column the propensity model or exact matching needs) and the attrition record written to
     cohort.json.
+
+    The steps narrow a row mask; the registry's rows are copied once, at the end, and only the
+    columns the cohort keeps (a million-row registry has millions of string cells).
     """
-    data = add_derived_columns(harmonized, outcome, time_unit).rename(columns={id_column: "patient_id"})
+    data = add_derived_columns(harmonized, outcome, time_unit, id_column)
+    treatment = analysis["treatment"]
     steps = []
-    data = _step(steps, data, _treatment_mask(data, analysis["treatment"]),
-                 f"treatment is {analysis['treatment']['treated']} or {analysis['treatment']['control']}",
-                 "other treatment or missing")
+    keep = _step(steps, np.ones(len(data), dtype=bool), _treatment_mask(data, treatment),
+                 f"treatment is {treatment['treated']} or {treatment['control']}", "other treatment or missing")
     for query in analysis["cohort"]:
-        keep = data.index.isin(data.query(query).index)
-        data = _step(steps, data, keep, query, "does not meet the inclusion criterion")
-    data, missing_step = _handle_missing(data, analysis)
+        keep = _step(steps, keep, _query_mask(data, keep, query), query, "does not meet the inclusion criterion")
+    keep, missing_step = _handle_missing(data, keep, analysis)
     if missing_step:
         steps.append(missing_step)
-    treatment = analysis["treatment"]
-    data = data.assign(treated=(data[treatment["column"]] == treatment["treated"]).to_numpy())
-    data["group"] = np.where(data["treated"], "treated", "control")
-    columns = analysis_frame_columns(analysis, data.columns)
-    cohort = data[columns].reset_index(drop=True)
+    cohort = _cohort_frame(data, np.flatnonzero(keep), analysis)
     attrition = {
         "n_registry": int(len(harmonized)),
         "steps": steps,
@@ -44,17 +44,19 @@ def build_cohort(harmonized: pd.DataFrame, analysis: dict, outcome: dict, time_u
     return cohort, attrition
 
 
-def add_derived_columns(harmonized: pd.DataFrame, outcome: dict, time_unit: str) -> pd.DataFrame:
-    """`time` (in time_unit), `event` (0/1) and, for date outcomes, `index_year`."""
-    data = harmonized.copy()
+def add_derived_columns(harmonized: pd.DataFrame, outcome: dict, time_unit: str,
+                        id_column: str = "patient_id") -> pd.DataFrame:
+    """The registry's columns (id renamed to patient_id, not copied) plus `time` (in time_unit),
+    `event` (0/1) and, for date outcomes, `index_year`."""
+    columns = {("patient_id" if name == id_column else name): values for name, values in harmonized.items()}
     if "time_zero" in outcome:
-        start, end = data[outcome["time_zero"]], data[outcome["end"]]
-        data["time"] = (end - start).dt.days.astype(float) / DAYS_PER_UNIT[time_unit]
-        data["index_year"] = start.dt.year.astype("Int64")
+        start, end = harmonized[outcome["time_zero"]], harmonized[outcome["end"]]
+        columns["time"] = (end - start).dt.days.astype(float) / DAYS_PER_UNIT[time_unit]
+        columns["index_year"] = start.dt.year.astype("Int64")
     else:
-        data["time"] = data[outcome["time"]].astype(float)
-    data["event"] = data[outcome["event"]].astype(int)
-    return data
+        columns["time"] = harmonized[outcome["time"]].astype(float)
+    columns["event"] = harmonized[outcome["event"]].astype(int)
+    return pd.DataFrame(columns, index=harmonized.index, copy=False)
 
 
 def _treatment_mask(data: pd.DataFrame, treatment: dict) -> np.ndarray:
@@ -62,14 +64,32 @@ def _treatment_mask(data: pd.DataFrame, treatment: dict) -> np.ndarray:
     return arm.isin([treatment["treated"], treatment["control"]]).fillna(False).to_numpy(bool)
 
 
-def _step(steps: list, data: pd.DataFrame, keep: np.ndarray, criterion: str, reason: str) -> pd.DataFrame:
-    kept = data[keep]
-    steps.append({"criterion": criterion, "before": int(len(data)), "after": int(len(kept)),
-                  "excluded": int(len(data) - len(kept)), "reason": reason})
+def _query_mask(data: pd.DataFrame, keep: np.ndarray, query: str) -> np.ndarray:
+    """Rows of `data` that pass `query`, evaluated (as DataFrame.query) on the rows kept so far and
+    the columns the query names."""
+    rows = np.flatnonzero(keep)
+    named = _query_columns(query, data.columns)
+    subset = (data[named] if named else data).iloc[rows].set_axis(rows)
+    passes = np.zeros(len(data), dtype=bool)
+    passes[subset.query(query).index.to_numpy(int)] = True
+    return passes
+
+
+def _query_columns(query: str, columns) -> list[str]:
+    """Columns a query may refer to: its identifiers and `backticked names` that are columns."""
+    words = set(re.findall(r"`([^`]+)`", query)) | set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query))
+    return [c for c in columns if c in words]
+
+
+def _step(steps: list, keep: np.ndarray, passes: np.ndarray, criterion: str, reason: str) -> np.ndarray:
+    kept = keep & passes
+    before, after = int(keep.sum()), int(kept.sum())
+    steps.append({"criterion": criterion, "before": before, "after": after, "excluded": before - after,
+                  "reason": reason})
     return kept
 
 
-def _handle_missing(data: pd.DataFrame, analysis: dict) -> tuple[pd.DataFrame, dict | None]:
+def _handle_missing(data: pd.DataFrame, keep: np.ndarray, analysis: dict) -> tuple[np.ndarray, dict | None]:
     """complete_case drops rows missing any covariate (counted per variable); indicator keeps
     them for the propensity stage's indicators. Exact-matching variables and a precomputed score
     are needed in every row either way."""
@@ -80,16 +100,31 @@ def _handle_missing(data: pd.DataFrame, analysis: dict) -> tuple[pd.DataFrame, d
         needed += analysis["covariates"]
     needed = list(dict.fromkeys(needed))
     if not needed:
-        return data, None
-    missing = data[needed].isna()
-    by_variable = {c: int(n) for c, n in missing.sum().items() if n}
-    keep = ~missing.any(axis=1).to_numpy()
-    kept = data[keep]
+        return keep, None
+    missing = np.zeros((len(data), len(needed)), dtype=bool)
+    for j, name in enumerate(needed):
+        missing[:, j] = data[name].isna().to_numpy(bool) & keep
+    by_variable = {c: int(n) for c, n in zip(needed, missing.sum(axis=0)) if n}
+    kept = keep & ~missing.any(axis=1)
+    before, after = int(keep.sum()), int(kept.sum())
     step = {"criterion": "complete data for " + ("covariates" if analysis["missing"] == "complete_case"
                                                  else "matching variables"),
-            "before": int(len(data)), "after": int(len(kept)), "excluded": int(len(data) - len(kept)),
+            "before": before, "after": after, "excluded": before - after,
             "reason": "missing value (complete-case analysis)", "missing_by_variable": by_variable}
     return kept, step
+
+
+def _cohort_frame(data: pd.DataFrame, rows: np.ndarray, analysis: dict) -> pd.DataFrame:
+    """The kept rows of the columns the analysis uses, with `treated` and `group`."""
+    treatment = analysis["treatment"]
+    arm = data[treatment["column"]].iloc[rows].reset_index(drop=True)
+    treated = (arm == treatment["treated"]).to_numpy()
+    derived = {"treated": treated, "group": np.where(treated, "treated", "control")}
+    columns = analysis_frame_columns(analysis, [*data.columns, *derived])
+    return pd.DataFrame({
+        name: derived[name] if name in derived else data[name].iloc[rows].reset_index(drop=True)
+        for name in columns
+    })
 
 
 def analysis_frame_columns(analysis: dict, available) -> list[str]:
