@@ -12,6 +12,8 @@ rule cohort:
         variables=STUDY["registry"]["variables"],
     log:
         "results/logs/{analysis}/cohort.log",
+    benchmark:
+        "results/benchmarks/{analysis}/cohort.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -93,6 +95,8 @@ rule balance:
         min_cell=STUDY["report"]["min_cell"],
     log:
         "results/logs/{analysis}/balance.log",
+    benchmark:
+        "results/benchmarks/{analysis}/balance.tsv"
     threads: 1
     resources:
         mem_mb=4000,

@@ -1,3 +1,10 @@
+# Sub-second jobs: on a cluster they run on the submitting node instead of waiting in the queue.
+localrules:
+    analysis_report,
+    index_report,
+    manifest,
+
+
 rule analysis_report:
     """Self-contained HTML report of one analysis."""
     input:

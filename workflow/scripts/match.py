@@ -6,7 +6,8 @@ from pipeline.io import run_script, write_csv, write_json
 
 
 def main(smk):
-    cohort = pd.read_parquet(smk.input.cohort)
+    exact = smk.params.analysis["matching"]["exact"]
+    cohort = pd.read_parquet(smk.input.cohort, columns=["patient_id", *exact])
     scores = pd.read_parquet(smk.input.scores)
     matched, pairs, summary = match_stage(cohort, scores, smk.params.analysis, smk.params.seed)
     write_csv(matched, smk.output.matched)

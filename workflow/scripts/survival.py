@@ -9,7 +9,7 @@ from pipeline.report.formatting import arm_labels
 
 
 def main(smk):
-    cohort = pd.read_parquet(smk.input.cohort)
+    cohort = pd.read_parquet(smk.input.cohort, columns=["patient_id", "treated", "time", "event"])
     matched = read_result_csv(smk.input.matched)
     pairs = read_result_csv(smk.input.pairs)
     analysis = smk.params.analysis
