@@ -70,44 +70,35 @@ def read_extract(path: Path, center_cfg: dict) -> pd.DataFrame:
 
     Raises DataError naming the file when it is missing or cannot be read as configured.
     """
-    path = Path(path)
-    fmt = extract_format(path, center_cfg)
-    read = read_options(center_cfg)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        if fmt in ("csv", "tsv"):
-            header, body = _read_delimited(path, read, default_sep="," if fmt == "csv" else "\t")
-        elif fmt == "xlsx":
-            header, body = _read_xlsx(path, read)
-        else:
-            header, body = _read_parquet(path, read)
-    except DataError:
-        raise
-    except (OSError, ValueError, KeyError, IndexError, pa.ArrowException, UnicodeError) as exc:
-        raise DataError(f"{path}: cannot be read as {fmt} ({_short(exc)})") from exc
-    return _frame(path, header, body)
+    header, body = _read(Path(path), center_cfg, header_only=False)
+    return _frame(Path(path), header, body)
 
 
 def read_header(path: Path, center_cfg: dict) -> list[str]:
     """The column names of an extract, reading as little of it as possible."""
-    path = Path(path)
+    header, _ = _read(Path(path), center_cfg, header_only=True)
+    return _clean_header(Path(path), header)
+
+
+def _read(path: Path, center_cfg: dict, header_only: bool):
+    """(header, body) of an extract; with header_only the body is empty or None."""
     fmt = extract_format(path, center_cfg)
     read = read_options(center_cfg)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
         if fmt in ("csv", "tsv"):
-            header, _ = _read_delimited(path, read, default_sep="," if fmt == "csv" else "\t", nrows=0)
-        elif fmt == "xlsx":
-            header, _ = _read_xlsx(path, read, header_only=True)
-        else:
-            header = pq.read_schema(path).names
+            return _read_delimited(path, read, default_sep="," if fmt == "csv" else "\t",
+                                   nrows=0 if header_only else None)
+        if fmt == "xlsx":
+            return _read_xlsx(path, read, header_only=header_only)
+        if header_only:
+            return pq.read_schema(path).names, None
+        return _read_parquet(path, read)
     except DataError:
         raise
     except (OSError, ValueError, KeyError, IndexError, pa.ArrowException, UnicodeError) as exc:
         raise DataError(f"{path}: cannot be read as {fmt} ({_short(exc)})") from exc
-    return _clean_header(path, header)
 
 
 def _short(exc: Exception) -> str:
