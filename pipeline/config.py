@@ -14,6 +14,8 @@ import pandas as pd
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.matching import check_matching_settings
+from pipeline.registry_checks import check_registry_config
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 DERIVED_COLUMNS = ("index_year", "time", "event", "treated", "group")
@@ -147,9 +149,6 @@ def subgroup_analyses(name: str, analysis: dict, variables: dict) -> dict:
 
 def semantic_problems(config: dict, workdir: Path) -> list[str]:
     """Everything the schema cannot express: types that fit together, names that exist, files."""
-    from pipeline.matching import check_matching_settings
-    from pipeline.registry_checks import check_registry_config
-
     problems = reserved_name_problems(config)
     columns = analysis_columns(config)
     for name, analysis in config["analyses"].items():
@@ -186,7 +185,7 @@ def analysis_problems(analysis: dict, config: dict, columns: dict[str, str]) -> 
                             "numeric, integer, binary or category")
         elif cov in outcome_vars or cov == analysis["treatment"]["column"]:
             problems.append(f"covariates: '{cov}' is the treatment or part of the outcome")
-    problems += _cohort_problems(analysis["cohort"], config, columns)
+    problems += _cohort_problems(analysis["cohort"], columns)
     ps = analysis["propensity"]
     if ps["model"] == "precomputed":
         column = ps.get("column")
@@ -218,7 +217,7 @@ def _treatment_problems(treatment: dict, variables: dict) -> list[str]:
     return problems
 
 
-def _cohort_problems(steps: list[str], config: dict, columns: dict[str, str]) -> list[str]:
+def _cohort_problems(steps: list[str], columns: dict[str, str]) -> list[str]:
     """Evaluate each query on an empty frame of the right dtypes: syntax errors and unknown names
     show up here instead of halfway through a run."""
     empty = empty_frame(columns)

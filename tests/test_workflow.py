@@ -229,3 +229,45 @@ def test_second_study_with_replacement(second_study):
     assert survival["treated"]["n"] == (matched["group"] == "treated").sum()
     summary = json.loads((second_study / "registry/ingest_summary.json").read_text())
     assert summary["total"]["rows_read"] == 600 == summary["total"]["accepted"]
+
+
+def test_no_quarantined_row_reaches_an_analysis(demo):
+    quarantine = pd.read_csv(demo / "registry/quarantine.csv", dtype=str)
+    centers = yaml.safe_load((REPO / "config.yaml").read_text())["registry"]["centers"]
+    rejected = set()
+    for center, spec in centers.items():
+        id_column = next(source for source, variable in spec["columns"].items() if variable == "patient_id")
+        rejected |= set(quarantine.loc[quarantine["center"] == center, id_column].dropna().str.strip())
+    assert len(rejected) >= 4, "the demo quarantines rows with ids (duplicates, bad dates)"
+    for analysis in analyses():
+        cohort = pd.read_parquet(demo / analysis / "cohort.parquet")
+        assert not rejected & set(cohort["patient_id"]), analysis
+
+
+def test_subgroups_are_matched_within_their_level_and_add_up(demo):
+    study = prepare_config(yaml.safe_load((REPO / "config.yaml").read_text()), REPO)
+    parent = json.loads((demo / "all_patients/cohort.json").read_text())
+    registry = pd.read_parquet(demo / "registry/harmonized.parquet").set_index("patient_id")
+    for variable in study["analyses"]["all_patients"]["subgroups"]:
+        children = {name: a["derived_from"]["subgroup"]["level"] for name, a in study["analyses"].items()
+                    if a.get("derived_from", {}).get("subgroup", {}).get("variable") == variable}
+        assert len(children) >= 2
+        total = 0
+        for name, level in children.items():
+            matched = pd.read_csv(demo / name / "matched.csv", dtype={"patient_id": str})
+            levels = set(registry.loc[matched["patient_id"], variable].astype(str))
+            assert levels == {str(level)}, (name, levels)
+            total += json.loads((demo / name / "cohort.json").read_text())["n_final"]
+        assert total == parent["n_final"], variable
+
+
+def test_forest_table_is_the_analyses_survival_results(demo):
+    forest = pd.read_csv(demo / "forest.csv", dtype={"n_treated": str, "events_treated": str})
+    assert forest["analysis"].tolist() == analyses()
+    for row in forest.to_dict("records"):
+        survival = json.loads((demo / row["analysis"] / "survival.json").read_text())
+        assert row["hr"] == pytest.approx(survival["hr"], rel=1e-12)
+        assert (row["hr_lower"], row["hr_upper"]) == pytest.approx((survival["hr_lower"], survival["hr_upper"]))
+        assert row["mdrr"] == pytest.approx(survival["power"]["mdrr"])
+        n = survival["treated"]["n"]
+        assert row["n_treated"] == (str(n) if n >= 5 else "<5")
