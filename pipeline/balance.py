@@ -15,6 +15,8 @@ Thresholds for flags: |SMD| >= 0.1 (Austin 2009) and a variance ratio outside [0
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import pandas as pd
 
@@ -38,11 +40,17 @@ def weighted_variance(x: np.ndarray, w: np.ndarray, binary: bool) -> float:
     With equal weights this is the usual n - 1 sample variance; for a 0/1 variable it is p(1 - p).
     """
     w = w / np.sum(w)
-    mean = np.sum(w * x)
     if binary:
+        mean = np.sum(w * x)
         return float(mean * (1 - mean))
+    return _reliability_variance(x, w, np.sum(w ** 2))
+
+
+def _reliability_variance(x: np.ndarray, w: np.ndarray, sum_w2: float) -> float:
+    """weighted_variance of a non-0/1 column, w already normalized to sum 1 and sum_w2 = sum(w^2)."""
+    mean = np.sum(w * x)
     with np.errstate(divide="ignore", invalid="ignore"):      # a single unit: NaN, as in R
-        return float(np.sum(w * (x - mean) ** 2) / (1 - np.sum(w ** 2)))
+        return float(np.sum(w * (x - mean) ** 2) / (1 - sum_w2))
 
 
 def _pooled_sd(x: np.ndarray, treated: np.ndarray, binary: bool) -> float:
@@ -64,17 +72,49 @@ def smd_denominator(x: np.ndarray, treated: np.ndarray, binary: bool) -> float:
     return float(sd)
 
 
-def mean_difference(x: np.ndarray, treated: np.ndarray, w: np.ndarray) -> float:
+class ArmWeights:
+    """One weight vector split by arm, with everything that depends on the weights alone computed once
+    and shared by all columns (the statistics of a column then cost a few passes over that column).
+
+    ``treated`` / ``control`` hold w on the arm's rows and 0 elsewhere; the means are dot products with them.
+    """
+
+    def __init__(self, treated: np.ndarray, w: np.ndarray):
+        self.is_treated, self.w = treated, w
+        self.treated = w * treated
+        self.control = w - self.treated
+        self.treated_total, self.control_total = self.treated.sum(), self.control.sum()
+
+    @cached_property
+    def enough(self) -> bool:
+        """MatchIt skips standardized / distributional statistics when both arms have fewer than 2 weighted units."""
+        weighted = self.w != 0
+        return not (np.count_nonzero(weighted & self.is_treated) < 2
+                    and np.count_nonzero(weighted & ~self.is_treated) < 2)
+
+    @cached_property
+    def ecdf_steps(self) -> np.ndarray:
+        """Each row's step in F_treated - F_control: +w / treated total, -w / control total."""
+        t, w = self.is_treated, self.w
+        return np.where(t, w / np.sum(w[t]), -w / np.sum(w[~t]))
+
+    @cached_property
+    def variance_weights(self) -> tuple[tuple[np.ndarray, float], tuple[np.ndarray, float]]:
+        """Per arm (treated, control): its rows' weights normalized to sum 1, and their sum of squares."""
+        per_arm = []
+        for rows in (self.is_treated, ~self.is_treated):
+            w = self.w[rows] / np.sum(self.w[rows])
+            per_arm.append((w, np.sum(w ** 2)))
+        return per_arm[0], per_arm[1]
+
+
+def mean_difference(x: np.ndarray, arms: ArmWeights) -> float:
     """Weighted mean of the treated minus that of the controls (dot products: no copies of x)."""
-    w_treated = w * treated
-    w_control = w - w_treated
-    return float(x @ w_treated / w_treated.sum() - x @ w_control / w_control.sum())
+    return float(x @ arms.treated / arms.treated_total - x @ arms.control / arms.control_total)
 
 
-def standardized_mean_difference(x: np.ndarray, treated: np.ndarray, w: np.ndarray, denominator: float,
-                                 enough: bool = True) -> float:
+def standardized_difference(diff: float, denominator: float, enough: bool = True) -> float:
     """Standardized mean difference; a negligible difference stays raw, too few units give NaN (as MatchIt)."""
-    diff = mean_difference(x, treated, w)
     if abs(diff) <= _TINY:
         return float(diff)
     return float(diff / denominator) if enough else np.nan
@@ -84,37 +124,47 @@ def ecdf_differences(x: np.ndarray, treated: np.ndarray, w: np.ndarray,
                      order: np.ndarray | None = None) -> tuple[float, float]:
     """Mean and max |F_treated - F_control| over the distinct values of x (weighted eCDFs).
 
-    ``order`` (an argsort of x) may be passed to share one sort between the before and after statistics;
-    the order within ties does not matter, as the eCDFs are read after the last unit of each value.
+    ``order`` is an argsort of x (computed if not given); the order within ties does not matter, as the
+    eCDFs are read after the last unit of each value.
     """
     if order is None:
         order = np.argsort(x)
-    x_sorted, t_sorted, w_sorted = x[order], treated[order], w[order]
-    signed = np.where(t_sorted, w_sorted / np.sum(w[treated]), -w_sorted / np.sum(w[~treated]))
-    gap = np.abs(np.cumsum(signed))
-    last_of_value = np.append(np.diff(x_sorted) != 0, True)
-    at_values = gap[last_of_value]
+    x_sorted = x[order]
+    return _ecdf_gaps(ArmWeights(treated, w).ecdf_steps[order], _last_of_value(x_sorted))
+
+
+def _last_of_value(x_sorted: np.ndarray) -> np.ndarray:
+    return np.append(np.diff(x_sorted) != 0, True)
+
+
+def _ecdf_gaps(steps_sorted: np.ndarray, last_of_value: np.ndarray) -> tuple[float, float]:
+    """Mean and max |F_treated - F_control| read after the last unit of each distinct value."""
+    at_values = np.abs(np.cumsum(steps_sorted))[last_of_value]
     return float(np.mean(at_values)), float(np.max(at_values))
 
 
-def _enough_units(treated: np.ndarray, w: np.ndarray) -> bool:
-    """MatchIt skips standardized / distributional statistics when both arms have fewer than 2 weighted units."""
-    weighted = w != 0
-    return not (np.count_nonzero(weighted & treated) < 2 and np.count_nonzero(weighted & ~treated) < 2)
+def _binary_statistics(x: np.ndarray, arms: ArmWeights, denominator: float) -> tuple[float, float, float, float]:
+    """SMD, no variance ratio, and |difference in proportions| as eCDF mean and max."""
+    diff = mean_difference(x, arms)
+    return standardized_difference(diff, denominator, arms.enough), np.nan, abs(diff), abs(diff)
 
 
-def _statistics(x: np.ndarray, treated: np.ndarray, w: np.ndarray, binary: bool, denominator: float,
-                order: np.ndarray | None) -> tuple[float, float, float, float]:
-    """SMD, variance ratio, eCDF mean and eCDF max of one column under weights w."""
-    enough = _enough_units(treated, w)
-    smd = standardized_mean_difference(x, treated, w, denominator, enough)
-    if binary:
-        diff = abs(mean_difference(x, treated, w))
-        return smd, np.nan, diff, diff
-    if not enough:
-        return smd, np.nan, np.nan, np.nan
-    ratio = weighted_variance(x[treated], w[treated], False) / weighted_variance(x[~treated], w[~treated], False)
-    return (smd, ratio, *ecdf_differences(x, treated, w, order))
+def _continuous_statistics(x: np.ndarray, stages: tuple[ArmWeights, ...], denominator: float
+                           ) -> list[tuple[float, float, float, float]]:
+    """SMD, variance ratio, eCDF mean and max under each stage's weights; the sort and the per-arm
+    copies of x are shared by the stages."""
+    order = np.argsort(x)
+    last_of_value = _last_of_value(x[order])
+    by_arm = (x[stages[0].is_treated], x[~stages[0].is_treated])
+    out = []
+    for arms in stages:
+        smd = standardized_difference(mean_difference(x, arms), denominator, arms.enough)
+        if not arms.enough:
+            out.append((smd, np.nan, np.nan, np.nan))
+            continue
+        variances = [_reliability_variance(x_arm, *weights) for x_arm, weights in zip(by_arm, arms.variance_weights)]
+        out.append((smd, variances[0] / variances[1], *_ecdf_gaps(arms.ecdf_steps[order], last_of_value)))
+    return out
 
 
 def _flag(smd_after: float, ratio_after: float) -> str:
@@ -153,7 +203,7 @@ def balance_table(X: pd.DataFrame, treated: np.ndarray, weights: np.ndarray,
     ``weights`` are the matching weights for every row of X (0 = unmatched).
     """
     treated, weights = _validated(X, treated, weights)
-    ones = np.ones(len(X))
+    stages = (ArmWeights(treated, np.ones(len(X))), ArmWeights(treated, weights))
     rows = []
     for name in X.columns:
         x = X[name].to_numpy(dtype=float)
@@ -161,9 +211,10 @@ def balance_table(X: pd.DataFrame, treated: np.ndarray, weights: np.ndarray,
         if is_bin and binary is not None and not is_binary(x):
             raise DataError(f"balance: column '{name}' is declared binary but has values other than 0 and 1")
         denominator = smd_denominator(x, treated, is_bin)
-        order = None if is_bin else np.argsort(x)
-        before = _statistics(x, treated, ones, is_bin, denominator, order)
-        after = _statistics(x, treated, weights, is_bin, denominator, order)
+        if is_bin:
+            before, after = (_binary_statistics(x, arms, denominator) for arms in stages)
+        else:
+            before, after = _continuous_statistics(x, stages, denominator)
         rows.append([name, before[0], after[0], before[1], after[1], before[2], before[3], after[2], after[3],
                      _flag(after[0], after[1])])
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -12,6 +12,7 @@ All functions are vectorized (sort once, cumulative sums), so 1M rows take about
 import numbers
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 from scipy import sparse, stats
@@ -245,11 +246,14 @@ def bootstrap_median_difference(time, event, treated, weight, cluster, *, replic
         shape=(4 * k, n_sets))
     rng = np.random.default_rng(seed)
     diffs = np.empty(replicates)
+    width = min(chunk, replicates)
+    tallies = np.empty((width, n_sets), dtype=np.int32)   # reused: no fresh pages per chunk
+    counts = np.empty((n_sets, width))
     for done in range(0, replicates, chunk):
         b = min(chunk, replicates - done)
-        drawn = rng.integers(0, n_sets, size=(b, n_sets)) * b + np.arange(b)[:, None]
-        counts = np.bincount(drawn.ravel(), minlength=n_sets * b).reshape(n_sets, b).astype(float)
-        totals = design.dot(counts)
+        drawn = rng.integers(0, n_sets, size=(b, n_sets))
+        _count_draws(drawn, tallies[:b], counts[:, :b])
+        totals = design.dot(counts[:, :b])
         treated_median = _median_columns(times, totals[:k], totals[k:2 * k])
         control_median = _median_columns(times, totals[2 * k:3 * k], totals[3 * k:])
         diffs[done:done + b] = treated_median - control_median
@@ -259,6 +263,23 @@ def bootstrap_median_difference(time, event, treated, weight, cluster, *, replic
     with np.errstate(invalid="ignore"):
         lower, upper = np.quantile(defined, [0.025, 0.975])
     return _num(lower), _num(upper), int(np.isnan(diffs).sum())
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_draws(drawn, tallies, counts):
+    """counts[s, r] = how often resample r drew set s (drawn: resamples x draws).
+
+    Tallied one resample at a time into a row of ``tallies`` (its random writes stay within
+    one row), then transposed into ``counts``, the (set x resample) layout the sparse product reads.
+    """
+    n_resamples, n_draws = drawn.shape
+    tallies[:] = 0
+    for r in range(n_resamples):
+        for i in range(n_draws):
+            tallies[r, drawn[r, i]] += 1
+    for s in range(counts.shape[0]):
+        for r in range(n_resamples):
+            counts[s, r] = tallies[r, s]
 
 
 def _set_shares(treated, cluster, sets):

@@ -270,3 +270,22 @@ def test_swapping_arms_changes_the_sign_of_the_raw_difference():
     assert forward["smd_before"] == pytest.approx(-backward["smd_before"])
     assert forward["var_ratio_before"] == pytest.approx(1 / backward["var_ratio_before"])
     assert forward["ecdf_max_before"] == pytest.approx(backward["ecdf_max_before"])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_shared_arm_weights_equal_the_per_column_formulas_exactly(seed):
+    """balance_table computes the weights' parts once for all columns; each statistic must still be
+    the documented formula on that column alone, to the last bit."""
+    rng = np.random.default_rng(seed)
+    n = 300
+    X = pd.DataFrame({"x": rng.normal(size=n).round(2), "y": rng.integers(0, 5, n).astype(float)})
+    treated = rng.random(n) < 0.4
+    weights = rng.integers(0, 3, n) / 3.0
+    table = balance_table(X, treated, weights)
+    for i, name in enumerate(X.columns):
+        x = X[name].to_numpy()
+        for stage, w in (("before", np.ones(n)), ("after", weights)):
+            ratio = (weighted_variance(x[treated], w[treated], False)
+                     / weighted_variance(x[~treated], w[~treated], False))
+            assert table[f"var_ratio_{stage}"][i] == ratio
+            assert (table[f"ecdf_mean_{stage}"][i], table[f"ecdf_max_{stage}"][i]) == ecdf_differences(x, treated, w)

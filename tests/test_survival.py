@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline import survival
 from pipeline.cox import fit_cox
 from pipeline.errors import ConfigError, DataError
 from pipeline.km_plot import plot_km
-from pipeline.survival import (_median_columns, compare_survival, confidence_band, e_value,
-                               kaplan_meier, median_with_ci, r_quantile_time)
+from pipeline.survival import (_count_draws, _median_columns, bootstrap_median_difference,
+                               compare_survival, confidence_band, e_value, kaplan_meier,
+                               median_with_ci, r_quantile_time)
 
 REF = Path(__file__).parent / "reference"
 SPECS = ["r1", "r1_cal_logit", "r2_cal_logit", "r1_cal_ps", "r3_cal_ps", "r1_smallest"]
@@ -312,3 +314,41 @@ def test_plot_is_byte_reproducible_and_suppresses_small_counts(tmp_path):
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     assert buffer.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def counts_by_bincount(drawn, n_sets):
+    """The original numpy counting: resample r's draw of set s lands in bin s * b + r."""
+    b = drawn.shape[0]
+    flat = drawn * b + np.arange(b)[:, None]
+    return np.bincount(flat.ravel(), minlength=n_sets * b).reshape(n_sets, b).astype(float)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_count_kernel_equals_bincount_counting(seed):
+    rng = np.random.default_rng(seed)
+    n_sets, chunk = 97, 8
+    tallies = np.full((chunk, n_sets), 7, dtype=np.int32)     # stale contents must not leak
+    counts = np.full((n_sets, chunk), -1.0)
+    for b in (chunk, 3):                                       # a full chunk, then a partial one
+        drawn = rng.integers(0, n_sets, size=(b, n_sets))
+        _count_draws(drawn, tallies[:b], counts[:, :b])
+        np.testing.assert_array_equal(counts[:, :b], counts_by_bincount(drawn, n_sets))
+
+
+def numpy_count_draws(drawn, tallies, counts):
+    counts[:] = counts_by_bincount(drawn, counts.shape[0])
+
+
+@pytest.mark.parametrize("seed", [1, 7, 11, 2024])
+def test_bootstrap_ci_identical_to_bincount_counting(seed, monkeypatch):
+    """Same draws, same counts: the CI of the numba counting equals the original numpy one exactly."""
+    d = CASES["tied"][0]()
+    g, sets = gbsg_replace()
+    runs = [lambda: bootstrap_median_difference(d.time, d.event, d.treat, d.w, d.subclass,
+                                                replicates=45, seed=seed, chunk=8),
+            lambda: bootstrap_median_difference(g.time, g.event, g.treat, g.w, g.subclass,
+                                                replicates=45, seed=seed, sets=sets, chunk=16)]
+    fast = [run_once() for run_once in runs]
+    monkeypatch.setattr(survival, "_count_draws", numpy_count_draws)
+    reference = [run_once() for run_once in runs]
+    assert fast == reference
