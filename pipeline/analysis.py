@@ -14,7 +14,7 @@ from pipeline.errors import DataError
 from pipeline.matching import common_support, distance_from_ps, match_nearest
 from pipeline.power import power_summary
 from pipeline.propensity import add_missing_indicators, design_matrix, fit_propensity, ps_diagnostics
-from pipeline.survival import compare_survival
+from pipeline.survival import bootstrap_differences, bootstrap_shard, compare_survival
 from pipeline.table_one import table_one
 
 
@@ -164,23 +164,46 @@ def replacement_sets(sample: pd.DataFrame, pairs: pd.DataFrame) -> tuple[np.ndar
     return rows, sets
 
 
-def survival_stage(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame, analysis: dict,
-                   seed: int, time_unit: str, relevant_hr: float = 1.5):
+def survival_inputs(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame, analysis: dict) -> dict:
+    """The matched sample's arrays as compare_survival takes them.
+
+    Without replacement the matched set is the cluster (Austin 2014); with replacement a control
+    can be in several sets, so MatchIt's vignette clusters on the patient and the bootstrap
+    resamples the sets from pairs.csv.
+    """
     sample = matched_sample(cohort, matched)
     replace = analysis["matching"]["replace"]
-    # Without replacement the matched set is the cluster (Austin 2014); with replacement a control
-    # can be in several sets, so MatchIt's vignette clusters on the patient and the bootstrap
-    # resamples the sets from pairs.csv.
-    cluster = (pd.factorize(sample["patient_id"])[0] if replace
-               else sample["subclass"].to_numpy(np.int64))
+    subclass = None if replace else sample["subclass"].to_numpy(np.int64)
+    return {
+        "time": sample["time"].to_numpy(float), "event": sample["event"].to_numpy(int),
+        "treated": sample["treated"].to_numpy(bool), "weight": sample["weight"].to_numpy(float),
+        "cluster": pd.factorize(sample["patient_id"])[0] if replace else subclass,
+        "bootstrap_sets": replacement_sets(sample, pairs) if replace else None,
+        "pair_strata": subclass,
+    }
+
+
+def bootstrap_stage(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame, analysis: dict,
+                    seed: int, job: int) -> np.ndarray:
+    """One bootstrap job's median differences (survival.bootstrap_jobs splits the replicates)."""
+    arrays = survival_inputs(cohort, matched, pairs, analysis)
+    survival = analysis["survival"]
+    chunks = bootstrap_shard(survival["bootstrap"], survival["bootstrap_jobs"], job)
+    return bootstrap_differences(arrays["time"], arrays["event"], arrays["treated"], arrays["weight"],
+                                 arrays["cluster"], replicates=survival["bootstrap"], seed=seed,
+                                 sets=arrays["bootstrap_sets"], chunks=chunks)
+
+
+def survival_stage(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame, analysis: dict,
+                   seed: int, time_unit: str, relevant_hr: float = 1.5, bootstrap_replicates=None):
+    """survival.json's content; `bootstrap_replicates` are the gathered bootstrap jobs' results."""
+    arrays = survival_inputs(cohort, matched, pairs, analysis)
     survival = analysis["survival"]
     result = compare_survival(
-        sample["time"].to_numpy(float), sample["event"].to_numpy(int), sample["treated"].to_numpy(bool),
-        sample["weight"].to_numpy(float), cluster,
+        arrays["time"], arrays["event"], arrays["treated"], arrays["weight"], arrays["cluster"],
         tau=survival["rmst_tau"], landmarks=survival["landmarks"], ci=survival["ci"],
-        bootstrap=survival["bootstrap"], seed=seed, time_unit=time_unit,
-        pair_strata=None if replace else sample["subclass"].to_numpy(np.int64),
-        bootstrap_sets=replacement_sets(sample, pairs) if replace else None,
+        bootstrap=survival["bootstrap"], seed=seed, time_unit=time_unit, pair_strata=arrays["pair_strata"],
+        bootstrap_sets=arrays["bootstrap_sets"], bootstrap_replicates=bootstrap_replicates,
     )
     result["power"] = power_summary(result, relevant_hr)
     return result

@@ -218,19 +218,41 @@ def e_value(hr, lower, upper, common_outcome: bool):
     return {"point": evalue_of_rr(as_rr(hr)), "ci": ci}
 
 
+BOOTSTRAP_CHUNK = 32
+"""Resamples drawn and summarised together; chunk c draws from default_rng([seed, c]), so the
+replicates do not depend on how they are split over jobs."""
+
+
 def bootstrap_median_difference(time, event, treated, weight, cluster, *, replicates, seed,
-                                sets=None, chunk=32):
+                                sets=None, chunk=BOOTSTRAP_CHUNK):
     """Percentile 95% CI of median(treated) - median(control), resampling matched sets.
+
+    Returns (lower, upper, number of resamples with an undefined difference); see
+    bootstrap_differences for the resampling.
+    """
+    return percentile_interval(bootstrap_differences(
+        time, event, treated, weight, cluster, replicates=replicates, seed=seed, sets=sets, chunk=chunk))
+
+
+def bootstrap_shard(replicates: int, shards: int, shard: int, chunk: int = BOOTSTRAP_CHUNK) -> range:
+    """The chunks one of `shards` jobs computes: whole chunks, so every split draws the same
+    resamples and the gathered differences equal an unsplit run's."""
+    n_chunks = -(-replicates // chunk)
+    return range(shard * n_chunks // shards, (shard + 1) * n_chunks // shards)
+
+
+def bootstrap_differences(time, event, treated, weight, cluster, *, replicates, seed, sets=None,
+                          chunk=BOOTSTRAP_CHUNK, chunks=None) -> np.ndarray:
+    """median(treated) - median(control) of each resample in `chunks` (default: all of them).
 
     The resampled units are the distinct ``cluster`` values, or, with ``sets`` = (row, set_id)
     membership pairs (matching with replacement: a control row may be in several sets), the
     matched sets: a drawn set brings its treated row and its share of each control's weight
     (1/k of the set, relative to the control's total over its sets).
-    A resample's median that is not reached counts as +infinity (beyond follow-up); a limit
-    that falls on an infinite or undefined difference is reported as None. Each resample is a
-    vector of set multiplicities, so the arms' weighted at-risk and event totals per distinct
-    time for a chunk of resamples are one sparse (time x set) product.
-    Returns (lower, upper, number of resamples with an undefined difference).
+    A resample's median that is not reached counts as +infinity (beyond follow-up), so a
+    difference can be infinite or undefined (NaN). Each resample is a vector of set
+    multiplicities, so the arms' weighted at-risk and event totals per distinct time for a chunk
+    of resamples are one sparse (time x set) product.
     """
     time, event, weight = (np.asarray(a, dtype=float) for a in (time, event, weight))
     treated = np.asarray(treated, dtype=bool)
@@ -244,22 +266,27 @@ def bootstrap_median_difference(time, event, treated, weight, cluster, *, replic
         (np.concatenate([entry_weight, entry_weight * event[rows]]),
          (np.concatenate([block, block + k]), np.concatenate([set_codes, set_codes]))),
         shape=(4 * k, n_sets))
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(replicates)
+    chunks = bootstrap_shard(replicates, 1, 0, chunk) if chunks is None else chunks
     width = min(chunk, replicates)
     tallies = np.empty((width, n_sets), dtype=np.int32)   # reused: no fresh pages per chunk
     counts = np.empty((n_sets, width))
-    for done in range(0, replicates, chunk):
-        b = min(chunk, replicates - done)
-        drawn = rng.integers(0, n_sets, size=(b, n_sets))
+    diffs = []
+    for c in chunks:
+        b = min(chunk, replicates - c * chunk)
+        drawn = np.random.default_rng([seed, c]).integers(0, n_sets, size=(b, n_sets))
         _count_draws(drawn, tallies[:b], counts[:, :b])
         totals = design.dot(counts[:, :b])
         treated_median = _median_columns(times, totals[:k], totals[k:2 * k])
         control_median = _median_columns(times, totals[2 * k:3 * k], totals[3 * k:])
-        diffs[done:done + b] = treated_median - control_median
+        diffs.append(treated_median - control_median)
+    return np.concatenate(diffs) if diffs else np.empty(0)
+
+
+def percentile_interval(diffs: np.ndarray):
+    """(lower, upper, n undefined) of bootstrap differences; an infinite limit is None."""
     defined = diffs[~np.isnan(diffs)]
     if len(defined) == 0:
-        return None, None, replicates
+        return None, None, len(diffs)
     with np.errstate(invalid="ignore"):
         lower, upper = np.quantile(defined, [0.025, 0.975])
     return _num(lower), _num(upper), int(np.isnan(diffs).sum())
@@ -324,7 +351,8 @@ def _first_true(mask):
 
 def compare_survival(time, event, treated, weight, cluster, *, tau: float, landmarks: list[float],
                      ci: str = "log-log", bootstrap: int = 1000, seed: int = 0,
-                     time_unit: str = "months", pair_strata=None, bootstrap_sets=None) -> dict:
+                     time_unit: str = "months", pair_strata=None, bootstrap_sets=None,
+                     bootstrap_replicates=None) -> dict:
     """The survival stage on the matched sample: a JSON-ready dict with CONTRACT.md's
     survival.json keys (plus survival_at_ci, conditional_hr, n_bootstrap, ...).
 
@@ -332,6 +360,8 @@ def compare_survival(time, event, treated, weight, cluster, *, tau: float, landm
     Cox robust variance is clustered on it. The median-difference bootstrap resamples the
     distinct ``cluster`` values, or, with ``bootstrap_sets`` = (row index, set id) pairs from
     pairs.csv (matching with replacement), the matched sets (see bootstrap_median_difference).
+    ``bootstrap_replicates``: the differences already computed by bootstrap jobs
+    (bootstrap_differences over bootstrap_shard chunks, gathered in order), instead of drawing here.
     ``pair_strata`` (matched-set ids) adds the pair-stratified (conditional) HR.
     The E-value treats the outcome as common when more than 15% of the matched rows have an event.
     """
@@ -352,7 +382,7 @@ def compare_survival(time, event, treated, weight, cluster, *, tau: float, landm
                      "marginal HR, robust (sandwich) SE",
         "rmst_difference": _rmst_difference(arms),
         "median_difference": _median_difference(arms, time, event, treated, weight, cluster,
-                                                bootstrap, seed, bootstrap_sets),
+                                                bootstrap, seed, bootstrap_sets, bootstrap_replicates),
         "e_value": {**e_value(cox.hr, cox.hr_lower, cox.hr_upper, common),
                     "outcome_common": bool(common)},
         "tau": float(tau), "time_unit": time_unit, "ci": ci,
@@ -424,13 +454,17 @@ def _rmst_difference(arms):
     return {"estimate": est, "se": se, "lower": est - _Z95 * se, "upper": est + _Z95 * se}
 
 
-def _median_difference(arms, time, event, treated, weight, cluster, replicates, seed, sets):
+def _median_difference(arms, time, event, treated, weight, cluster, replicates, seed, sets, gathered):
     t, c = arms["treated"]["median"], arms["control"]["median"]
     estimate = None if t is None or c is None else t - c
     if replicates <= 0:
         return {"estimate": estimate, "lower": None, "upper": None, "n_bootstrap": 0}
-    lower, upper, undefined = bootstrap_median_difference(
-        time, event, treated, weight, cluster, replicates=replicates, seed=seed, sets=sets)
+    if gathered is None:
+        gathered = bootstrap_differences(time, event, treated, weight, cluster, replicates=replicates,
+                                         seed=seed, sets=sets)
+    elif len(gathered) != replicates:
+        raise DataError(f"survival: {len(gathered)} gathered bootstrap replicates, expected {replicates}")
+    lower, upper, undefined = percentile_interval(np.asarray(gathered, dtype=float))
     return {"estimate": estimate, "lower": lower, "upper": upper, "n_bootstrap": replicates,
             "n_bootstrap_undefined": undefined, "seed": seed,
             "resampled": "matched sets" if sets is not None else "clusters"}

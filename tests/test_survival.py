@@ -235,6 +235,26 @@ def test_bootstrap_is_deterministic_for_a_seed():
     assert first["lower"] <= first["estimate"] <= first["upper"]
 
 
+@pytest.mark.parametrize("shards", [1, 2, 3, 7])
+def test_bootstrap_split_over_jobs_gathers_to_the_same_replicates(shards):
+    d = gbsg_matched("r2_cal_logit")
+    args = (d.time, d.event, d.treat, d.w, d.subclass)
+    whole = survival.bootstrap_differences(*args, replicates=100, seed=4)
+    parts = [survival.bootstrap_differences(*args, replicates=100, seed=4,
+                                            chunks=survival.bootstrap_shard(100, shards, j))
+             for j in range(shards)]
+    assert sum(len(p) for p in parts) == 100
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    assert run(d, tau=60, bootstrap=100, seed=4, bootstrap_replicates=np.concatenate(parts)) == \
+        run(d, tau=60, bootstrap=100, seed=4)
+
+
+def test_gathered_replicates_must_all_be_there():
+    d = gbsg_matched("r1")
+    with pytest.raises(DataError, match="99 gathered bootstrap replicates, expected 100"):
+        run(d, tau=60, bootstrap=100, bootstrap_replicates=np.zeros(99))
+
+
 def test_bootstrap_sets_one_per_row_equal_resampling_clusters():
     d = gbsg_matched("r2_cal_logit")
     sets = (np.arange(len(d)), d.subclass.to_numpy())

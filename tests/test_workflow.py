@@ -183,6 +183,13 @@ def write_second_study(folder: Path) -> Path:
                              "exact": ["hospital"]},
                 "survival": {"bootstrap": 50, "rmst_tau": 36, "landmarks": [12, 24]},
             },
+            "two_to_one_exact_split": {   # the same analysis, its bootstrap split over three jobs
+                "treatment": {"column": "treatment", "treated": "resection", "control": "iat"},
+                "covariates": ["age", "ecog", "liver_burden_gt25", "functional"],
+                "matching": {"ratio": 2, "caliper": 0.25, "caliper_scale": "ps", "order": "smallest",
+                             "exact": ["hospital"]},
+                "survival": {"bootstrap": 50, "bootstrap_jobs": 3, "rmst_tau": 36, "landmarks": [12, 24]},
+            },
             "with_replacement": {
                 "treatment": {"column": "treatment", "treated": "resection", "control": "iat"},
                 "covariates": ["age", "ecog", "liver_burden_gt25", "functional", "hospital"],
@@ -271,3 +278,13 @@ def test_forest_table_is_the_analyses_survival_results(demo):
         assert row["mdrr"] == pytest.approx(survival["power"]["mdrr"])
         n = survival["treated"]["n"]
         assert row["n_treated"] == (str(n) if n >= 5 else "<5")
+
+
+def test_bootstrap_split_over_jobs_gives_the_same_result(second_study):
+    whole = json.loads((second_study / "two_to_one_exact/survival.json").read_text())
+    split = json.loads((second_study / "two_to_one_exact_split/survival.json").read_text())
+    assert split["median_difference"] == whole["median_difference"]
+    assert split["median_difference"]["lower"] is not None
+    log = second_study / "logs/two_to_one_exact_split"
+    assert sorted(p.name for p in log.glob("bootstrap_*.log")) == ["bootstrap_0.log", "bootstrap_1.log",
+                                                                   "bootstrap_2.log"]

@@ -107,12 +107,38 @@ rule balance:
         "../scripts/balance.py"
 
 
+rule bootstrap:
+    """One share of the median-difference bootstrap (survival.bootstrap_jobs > 1)."""
+    input:
+        cohort="results/{analysis}/cohort.parquet",
+        matched="results/{analysis}/matched.csv",
+        pairs="results/{analysis}/pairs.csv",
+    output:
+        temp("results/{analysis}/bootstrap/{job}.npy"),
+    params:
+        analysis=analysis_config,
+        seed=STUDY["seed"],
+    log:
+        "results/logs/{analysis}/bootstrap_{job}.log",
+    benchmark:
+        "results/benchmarks/{analysis}/bootstrap_{job}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/bootstrap.py"
+
+
 rule survival:
     """KM, log-rank, marginal Cox HR (cluster-robust), RMST, bootstrap median difference, E-value."""
     input:
         cohort="results/{analysis}/cohort.parquet",
         matched="results/{analysis}/matched.csv",
         pairs="results/{analysis}/pairs.csv",
+        bootstrap=bootstrap_jobs,
     output:
         survival="results/{analysis}/survival.json",
         km_plot=report("results/{analysis}/km.png", category="Survival", subcategory="{analysis}",

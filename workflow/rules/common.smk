@@ -22,6 +22,7 @@ ANALYSES = list(STUDY["analyses"])
 wildcard_constraints:
     center="|".join(map(re.escape, CENTERS)),
     analysis="|".join(map(re.escape, ANALYSES)),
+    job=r"\d+",
 
 
 def center_extract(wildcards):
@@ -30,6 +31,14 @@ def center_extract(wildcards):
 
 def analysis_config(wildcards):
     return STUDY["analyses"][wildcards.analysis]
+
+
+def bootstrap_jobs(wildcards):
+    """The bootstrap jobs' results the survival rule gathers; none when it draws them itself."""
+    jobs = STUDY["analyses"][wildcards.analysis]["survival"]["bootstrap_jobs"]
+    if jobs == 1:
+        return []
+    return [f"results/{wildcards.analysis}/bootstrap/{job}.npy" for job in range(jobs)]
 
 
 ANALYSIS_FILES = [

@@ -1,5 +1,6 @@
 """Rule survival: the survival comparison in the matched sample and the KM figure."""
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from pipeline.analysis import matched_sample, survival_stage
@@ -13,8 +14,9 @@ def main(smk):
     matched = read_result_csv(smk.input.matched)
     pairs = read_result_csv(smk.input.pairs)
     analysis = smk.params.analysis
+    gathered = np.concatenate([np.load(path) for path in smk.input.bootstrap]) if smk.input.bootstrap else None
     result = survival_stage(cohort, matched, pairs, analysis, smk.params.seed, smk.params.time_unit,
-                            smk.params.relevant_hr)
+                            smk.params.relevant_hr, bootstrap_replicates=gathered)
     write_json(result, smk.output.survival)
     sample = matched_sample(cohort, matched)
     labels = arm_labels(analysis)
