@@ -2,6 +2,8 @@
 
 Times read_extract and harmonize_center separately and reports each case's peak memory (max RSS of a
 fresh child process, so the cases do not see each other's allocations). Prints a markdown table.
+Besides the clean CSV: the same with every field quoted (as R's write.csv quotes text), and with
+one line in 5,000 malformed (a field too many, a stray quote, a NUL byte), the slower reading paths.
 
     python benchmarks/bench_ingest.py [--rows 1000000]
 """
@@ -9,6 +11,7 @@ fresh child process, so the cases do not see each other's allocations). Prints a
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import resource
 import subprocess
@@ -48,6 +51,8 @@ CODES = {"treatment": {"RES": "resection", "TACE": "iat", "TARE": "iat", "DEB": 
 CSV_CENTER = {"path": "bench.csv", "read": {"sep": ";", "decimal": ",", "date_format": "%d.%m.%Y"},
               "columns": COLUMNS, "codes": CODES}
 PARQUET_CENTER = {"path": "bench.parquet", "columns": COLUMNS, "codes": CODES}
+CASES = {"csv": CSV_CENTER, "csv-quoted": {**CSV_CENTER, "path": "bench_quoted.csv"},
+         "csv-malformed": {**CSV_CENTER, "path": "bench_malformed.csv"}, "parquet": PARQUET_CENTER}
 
 
 def typed_extract(n: int, seed: int = 1) -> pd.DataFrame:
@@ -85,7 +90,18 @@ def write_extracts(frame: pd.DataFrame, folder: Path) -> None:
         text[col] = text[col].dt.strftime("%d.%m.%Y").fillna("")
     text["ecog"] = text["ecog"].astype(int).astype(str)
     text.to_csv(folder / "bench.csv", sep=";", decimal=",", index=False)
+    text.to_csv(folder / "bench_quoted.csv", sep=";", decimal=",", index=False, quoting=csv.QUOTE_ALL)
+    (folder / "bench_malformed.csv").write_bytes(malformed((folder / "bench.csv").read_bytes()))
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / "bench.parquet")
+
+
+def malformed(data: bytes, every: int = 5000) -> bytes:
+    """Every ``every``-th data line broken, in turn: a field too many, a stray quote, a NUL byte."""
+    lines = data.split(b"\n")
+    for k, i in enumerate(range(every, len(lines) - 1, every)):
+        line = lines[i]
+        lines[i] = [line + b";extra", line.replace(b";", b';"', 1), line.replace(b";", b"\x00;", 1)][k % 3]
+    return b"\n".join(lines)
 
 
 def run_case(folder: Path, fmt: str) -> dict:
@@ -93,7 +109,7 @@ def run_case(folder: Path, fmt: str) -> dict:
     from pipeline.harmonize import harmonize_center
     from pipeline.ingest import read_extract
 
-    center = CSV_CENTER if fmt == "csv" else PARQUET_CENTER
+    center = CASES[fmt]
     t0 = time.perf_counter()
     raw = read_extract(folder / center["path"], center)
     t1 = time.perf_counter()
@@ -108,17 +124,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--write", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(Path(args.folder), args.case)))
         return
+    if args.write:
+        write_extracts(typed_extract(args.rows), Path(args.folder))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        write_extracts(typed_extract(args.rows), folder)
-        sizes = {fmt: (folder / f"bench.{fmt}").stat().st_size / 2**20 for fmt in ("csv", "parquet")}
+        # written by a child too: a process keeps its peak RSS across exec, so the cases' children
+        # must not be forked from a parent that held the whole extract
+        subprocess.run([sys.executable, __file__, "--write", "--rows", str(args.rows), "--folder", tmp], check=True)
+        sizes = {fmt: (folder / center["path"]).stat().st_size / 2**20 for fmt, center in CASES.items()}
         results = []
-        for fmt in ("csv", "parquet"):
+        for fmt in CASES:
             out = subprocess.run([sys.executable, __file__, "--case", fmt, "--folder", tmp],
                                  check=True, capture_output=True, text=True)
             results.append(json.loads(out.stdout))

@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.balance import balance_failed, balance_table
-from pipeline.errors import DataError
+from pipeline.balance import balance_failed, balance_table, constant_covariates
+from pipeline.errors import NotEstimable
 from pipeline.matching import common_support, distance_from_ps, match_nearest
 from pipeline.power import power_summary
 from pipeline.propensity import add_missing_indicators, design_matrix, fit_propensity, ps_diagnostics
-from pipeline.survival import bootstrap_differences, bootstrap_shard, compare_survival
+from pipeline.survival import bootstrap_differences, bootstrap_shard, compare_survival, rmst_horizon
 from pipeline.table_one import table_one
 
 
@@ -46,24 +46,37 @@ def propensity_stage(cohort: pd.DataFrame, analysis: dict, variables: dict, seed
     X = covariate_matrix(cohort, analysis, variables)
     fit = fit_propensity(X, treated, spec, seed, precomputed=precomputed)
     matching = analysis["matching"]
-    discarded = common_support(fit.ps, treated, matching["discard"])
+    distance, unmatchable = matching_distance(fit.ps, matching["caliper_scale"])
+    discarded = common_support(fit.ps, treated, matching["discard"]) | unmatchable
     scores = pd.DataFrame({
         "patient_id": cohort["patient_id"].to_numpy(),
         "group": cohort["group"].to_numpy(),
         "ps": fit.ps,
-        "distance": distance_from_ps(fit.ps, matching["caliper_scale"]),
+        "distance": distance,
         "discarded": discarded,
     })
     summary = {
+        "estimable": True,
         "model": fit.model,
         "converged": fit.converged,
         "warnings": fit.warnings,
         "coefficients": fit.coefficients,
         "n_discarded_treated": int((discarded & treated).sum()),
         "n_discarded_control": int((discarded & ~treated).sum()),
+        "n_score_0_or_1": int(unmatchable.sum()),
         "diagnostics_before": ps_diagnostics(fit.ps, treated),
     }
     return scores, summary
+
+
+def matching_distance(ps: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
+    """The distance to match on, and which patients cannot be matched on it: on the logit scale a
+    score of exactly 0 or 1 (separation) has no finite distance, so those patients (distance
+    -inf/+inf) are discarded, as patients without a comparable counterpart."""
+    unmatchable = ((ps <= 0) | (ps >= 1)) if scale == "logit" else np.zeros(len(ps), dtype=bool)
+    distance = np.where(ps >= 1, np.inf, -np.inf)
+    distance[~unmatchable] = distance_from_ps(ps[~unmatchable], scale)
+    return distance, unmatchable
 
 
 def exact_strata(cohort: pd.DataFrame, exact: list[str]) -> np.ndarray | None:
@@ -73,20 +86,26 @@ def exact_strata(cohort: pd.DataFrame, exact: list[str]) -> np.ndarray | None:
     return cohort.groupby(list(exact), sort=True, dropna=False).ngroup().to_numpy()
 
 
-def match_stage(cohort: pd.DataFrame, scores: pd.DataFrame, analysis: dict, seed: int):
+def match_stage(cohort: pd.DataFrame, scores: pd.DataFrame, analysis: dict, seed: int,
+                propensity: dict | None = None):
+    """Matched sample, pairs and summary; NotEstimable (with the likely cause) when nobody matches.
+
+    ``propensity``: the propensity stage's summary, whose warnings explain a failed match."""
     matching = analysis["matching"]
     treated = scores["group"].eq("treated").to_numpy()
+    discarded = scores["discarded"].to_numpy(bool)
+    if discarded.all():
+        raise NotEstimable("every patient is outside the common support of the propensity score "
+                           f"(discard: {matching['discard']})")
     result = match_nearest(
         scores["distance"].to_numpy(float), treated,
         ratio=matching["ratio"], caliper=matching["caliper"], std_caliper=matching["std_caliper"],
         replace=matching["replace"], order=matching["order"],
         exact=exact_strata(cohort, matching["exact"]),
-        discarded=scores["discarded"].to_numpy(bool), seed=seed,
+        discarded=discarded, seed=seed,
     )
     if result.counts["n_treated_matched"] == 0:
-        raise DataError("no treated patient could be matched (counts: "
-                        + ", ".join(f"{k} {v}" for k, v in result.counts.items())
-                        + "); widen the caliper, allow replacement, or drop exact-matching variables")
+        raise NotEstimable(_why_nobody_matched(result, matching, propensity or {}))
     ids = scores["patient_id"].to_numpy()
     keep = result.weights > 0
     matched = pd.DataFrame({
@@ -103,8 +122,21 @@ def match_stage(cohort: pd.DataFrame, scores: pd.DataFrame, analysis: dict, seed
         "slot": result.pairs["slot"].to_numpy(),
         "distance_diff": result.pairs["distance_diff"].to_numpy(),
     })
-    summary = {"settings": matching, "caliper_raw": result.caliper_raw, **result.counts}
+    summary = {"estimable": True, "settings": matching, "caliper_raw": result.caliper_raw, **result.counts}
     return matched, pairs, summary
+
+
+def _why_nobody_matched(result, matching: dict, propensity: dict) -> str:
+    """The likely cause, in words (no counts: a reason is shown wherever the analysis is listed)."""
+    separation = [w for w in propensity.get("warnings", []) if "separate the arms" in w]
+    if separation:
+        return f"no treated patient could be matched: {separation[0]}"
+    remedies = "widen the caliper" if matching["caliper"] is not None else "check the propensity model"
+    if matching["exact"]:
+        remedies += f" or match exactly on fewer variables than {', '.join(matching['exact'])}"
+    within = ", within the exact-matching strata" if matching["exact"] else ""
+    return (f"no treated patient has a control within the caliper (caliper {matching['caliper']}, "
+            f"{result.caliper_raw:.4g} in distance units{within}); {remedies}")
 
 
 def _subclass_column(subclass: np.ndarray, replace: bool) -> pd.Series:
@@ -136,12 +168,20 @@ def balance_stage(cohort: pd.DataFrame, scores: pd.DataFrame, matched: pd.DataFr
     table1 = table_one(cohort, list(analysis["covariates"]), full_variables, treated, weights, min_cell)
     ps = scores["ps"].to_numpy(float)
     summary = {
+        "estimable": True,
         "failed": balance_failed(balance),
-        "max_abs_smd_before": float(np.nanmax(np.abs(balance["smd_before"]))),
-        "max_abs_smd_after": float(np.nanmax(np.abs(balance["smd_after"]))),
+        "warnings": constant_covariates(X, treated, weights),
+        "max_abs_smd_before": _largest_magnitude(balance["smd_before"]),
+        "max_abs_smd_after": _largest_magnitude(balance["smd_after"]),
         "diagnostics_after": ps_diagnostics(ps, treated, weights),
     }
     return balance, table1, summary
+
+
+def _largest_magnitude(values: pd.Series) -> float | None:
+    """max |value| over the defined values; None when there is none (no covariate column)."""
+    magnitudes = values.abs().dropna()
+    return float(magnitudes.max()) if len(magnitudes) else None
 
 
 def matched_sample(cohort: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFrame:
@@ -169,7 +209,7 @@ def survival_inputs(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataF
 
     Without replacement the matched set is the cluster (Austin 2014); with replacement a control
     can be in several sets, so MatchIt's vignette clusters on the patient and the bootstrap
-    resamples the sets from pairs.csv.
+    resamples the sets from pairs.csv. ``cluster_kind`` names the cluster.
     """
     sample = matched_sample(cohort, matched)
     replace = analysis["matching"]["replace"]
@@ -178,6 +218,7 @@ def survival_inputs(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataF
         "time": sample["time"].to_numpy(float), "event": sample["event"].to_numpy(int),
         "treated": sample["treated"].to_numpy(bool), "weight": sample["weight"].to_numpy(float),
         "cluster": pd.factorize(sample["patient_id"])[0] if replace else subclass,
+        "cluster_kind": "patient" if replace else "matched set",
         "bootstrap_sets": replacement_sets(sample, pairs) if replace else None,
         "pair_strata": subclass,
     }
@@ -185,12 +226,14 @@ def survival_inputs(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataF
 
 def bootstrap_stage(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame, analysis: dict,
                     seed: int, job: int) -> np.ndarray:
-    """One bootstrap job's median differences (survival.bootstrap_jobs splits the replicates)."""
+    """One bootstrap job's median and RMST differences (survival.bootstrap_jobs splits the
+    replicates), to the RMST horizon survival_stage uses."""
     arrays = survival_inputs(cohort, matched, pairs, analysis)
     survival = analysis["survival"]
+    tau, _ = rmst_horizon(arrays["time"], arrays["treated"], survival["rmst_tau"])
     chunks = bootstrap_shard(survival["bootstrap"], survival["bootstrap_jobs"], job)
     return bootstrap_differences(arrays["time"], arrays["event"], arrays["treated"], arrays["weight"],
-                                 arrays["cluster"], replicates=survival["bootstrap"], seed=seed,
+                                 arrays["cluster"], tau=tau, replicates=survival["bootstrap"], seed=seed,
                                  sets=arrays["bootstrap_sets"], chunks=chunks)
 
 
@@ -202,8 +245,9 @@ def survival_stage(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFr
     result = compare_survival(
         arrays["time"], arrays["event"], arrays["treated"], arrays["weight"], arrays["cluster"],
         tau=survival["rmst_tau"], landmarks=survival["landmarks"], ci=survival["ci"],
-        bootstrap=survival["bootstrap"], seed=seed, time_unit=time_unit, pair_strata=arrays["pair_strata"],
-        bootstrap_sets=arrays["bootstrap_sets"], bootstrap_replicates=bootstrap_replicates,
+        bootstrap=survival["bootstrap"], seed=seed, time_unit=time_unit, cluster_kind=arrays["cluster_kind"],
+        pair_strata=arrays["pair_strata"], bootstrap_sets=arrays["bootstrap_sets"],
+        bootstrap_replicates=bootstrap_replicates,
     )
     result["power"] = power_summary(result, relevant_hr)
     return result

@@ -114,10 +114,34 @@ def mean_difference(x: np.ndarray, arms: ArmWeights) -> float:
 
 
 def standardized_difference(diff: float, denominator: float, enough: bool = True) -> float:
-    """Standardized mean difference; a negligible difference stays raw, too few units give NaN (as MatchIt)."""
+    """Standardized mean difference; a negligible difference stays raw, too few units give NaN (as MatchIt).
+
+    A (numerically) zero denominator (the covariate does not vary within either arm, yet differs
+    between them: it separates the arms) gives NaN; constant_covariates() names such covariates.
+    """
     if abs(diff) <= _TINY:
         return float(diff)
-    return float(diff / denominator) if enough else np.nan
+    return float(diff / denominator) if enough and denominator >= _TINY else np.nan
+
+
+def constant_covariates(X: pd.DataFrame, treated: np.ndarray, weights: np.ndarray) -> list[str]:
+    """Sentences naming each covariate column that takes a single value in an arm, before or after
+    matching: its variance ratio is not defined there, and it may separate the arms."""
+    sentences = []
+    for name in X.columns:
+        x = X[name].to_numpy(dtype=float)
+        for stage, w in (("", np.ones(len(x))), ("matched ", weights)):
+            arms = [arm for arm, rows in (("treated", treated), ("controls", ~treated))
+                    if _single_value(x[rows & (w > 0)])]
+            if arms:
+                sentences.append(f"{name} is constant among the {stage}{' and the '.join(arms)}: "
+                                 "its variance ratio is not defined")
+                break
+    return sentences
+
+
+def _single_value(x: np.ndarray) -> bool:
+    return len(x) > 0 and x.min() == x.max()
 
 
 def ecdf_differences(x: np.ndarray, treated: np.ndarray, w: np.ndarray,
@@ -163,7 +187,9 @@ def _continuous_statistics(x: np.ndarray, stages: tuple[ArmWeights, ...], denomi
             out.append((smd, np.nan, np.nan, np.nan))
             continue
         variances = [_reliability_variance(x_arm, *weights) for x_arm, weights in zip(by_arm, arms.variance_weights)]
-        out.append((smd, variances[0] / variances[1], *_ecdf_gaps(arms.ecdf_steps[order], last_of_value)))
+        controls_vary = not _single_value(by_arm[1][arms.variance_weights[1][0] > 0])
+        ratio = variances[0] / variances[1] if controls_vary else np.nan   # no ratio to a constant
+        out.append((smd, ratio, *_ecdf_gaps(arms.ecdf_steps[order], last_of_value)))
     return out
 
 

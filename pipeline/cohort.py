@@ -28,6 +28,10 @@ def build_cohort(harmonized: pd.DataFrame, analysis: dict, outcome: dict, time_u
                  f"treatment is {treatment['treated']} or {treatment['control']}", "other treatment or missing")
     for query in analysis["cohort"]:
         keep = _step(steps, keep, _query_mask(data, keep, query), query, "does not meet the inclusion criterion")
+    min_days = analysis.get("min_days_at_risk", 0)
+    if min_days > 0:
+        keep = _step(steps, keep, _at_risk_mask(data["time"], time_unit, min_days),
+                     f"at least {min_days:g} days at risk", "follow-up shorter than the minimum time at risk")
     keep, missing_step = _handle_missing(data, keep, analysis)
     if missing_step:
         steps.append(missing_step)
@@ -41,7 +45,23 @@ def build_cohort(harmonized: pd.DataFrame, analysis: dict, outcome: dict, time_u
         "treated_level": treatment["treated"],
         "control_level": treatment["control"],
     }
-    return cohort, attrition
+    return cohort, {**cohort_estimability(attrition, treatment), **attrition}
+
+
+def cohort_estimability(attrition: dict, treatment: dict) -> dict:
+    """{"estimable": True}, or False with the reason when the cohort lacks an arm."""
+    labels = {arm: treatment.get("labels", {}).get(arm, treatment[arm]) for arm in ("treated", "control")}
+    empty = [arm for arm in ("treated", "control") if attrition[f"n_{arm}"] == 0]
+    if not empty:
+        return {"estimable": True}
+    if len(empty) == 2:
+        reason = "the cohort is empty: no patient meets every inclusion criterion"
+    else:
+        arm = empty[0]
+        reason = (f"the cohort has no {arm} patients ({labels[arm]}) and "
+                  f"{attrition['n_final']} {'control' if arm == 'treated' else 'treated'} patients: "
+                  "there is nobody to compare")
+    return {"estimable": False, "reason": reason, "stage": "cohort"}
 
 
 def add_derived_columns(harmonized: pd.DataFrame, outcome: dict, time_unit: str,
@@ -57,6 +77,13 @@ def add_derived_columns(harmonized: pd.DataFrame, outcome: dict, time_unit: str,
         columns["time"] = harmonized[outcome["time"]].astype(float)
     columns["event"] = harmonized[outcome["event"]].astype(int)
     return pd.DataFrame(columns, index=harmonized.index, copy=False)
+
+
+def _at_risk_mask(time: pd.Series, time_unit: str, min_days: float) -> np.ndarray:
+    """Follow-up of at least ``min_days`` days (OHDSI CohortMethod's minDaysAtRisk); the tolerance
+    absorbs the rounding of days converted to ``time_unit`` and back."""
+    days = time.to_numpy(dtype=float) * DAYS_PER_UNIT[time_unit]
+    return days >= min_days - 1e-9
 
 
 def _treatment_mask(data: pd.DataFrame, treatment: dict) -> np.ndarray:

@@ -14,13 +14,11 @@ import pandas as pd
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.harmonize import outcome_roles
 from pipeline.matching import check_matching_settings
 from pipeline.registry_checks import check_registry_config
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
-DERIVED_COLUMNS = ("index_year", "time", "event", "treated", "group")
-"""Columns the cohort stage adds (besides `center`, which ingest adds): an analysis can use
-`index_year`, the calendar year of time zero (date outcomes only)."""
 
 COVARIATE_TYPES = {"numeric", "integer", "binary", "category"}
 
@@ -149,19 +147,13 @@ def subgroup_analyses(name: str, analysis: dict, variables: dict) -> dict:
 
 def semantic_problems(config: dict, workdir: Path) -> list[str]:
     """Everything the schema cannot express: types that fit together, names that exist, files."""
-    problems = reserved_name_problems(config)
+    problems = []
     columns = analysis_columns(config)
     for name, analysis in config["analyses"].items():
         problems += [f"analyses.{name}.{p}" for p in analysis_problems(analysis, config, columns)]
         problems += [f"analyses.{name}.matching: {p}"
                      for p in check_matching_settings(analysis["matching"], columns)]
     return problems + check_registry_config(config, workdir)
-
-
-def reserved_name_problems(config: dict) -> list[str]:
-    """Names the cohort stage adds to every analysis frame cannot be registry variables."""
-    return [f"registry.variables.{name}: the name is reserved (the workflow derives a column of that name)"
-            for name in config["registry"]["variables"] if name in DERIVED_COLUMNS]
 
 
 def analysis_columns(config: dict) -> dict[str, str]:
@@ -176,7 +168,7 @@ def analysis_columns(config: dict) -> dict[str, str]:
 def analysis_problems(analysis: dict, config: dict, columns: dict[str, str]) -> list[str]:
     variables = config["registry"]["variables"]
     problems = _treatment_problems(analysis["treatment"], variables)
-    outcome_vars = set(config["outcome"].values())
+    outcome_vars = set(outcome_roles(config["outcome"]).values())
     for cov in analysis["covariates"]:
         if cov not in columns:
             problems.append(f"covariates: '{cov}' is not a registry variable")

@@ -8,6 +8,11 @@ O(n^2) and its score residuals ignore Efron's tie correction.
 
 Convergence follows R's coxfit6: Newton-Raphson from beta = 0 with step halving, stopping
 when |1 - loglik_old / loglik_new| <= 1e-9, reporting the last Newton iterate.
+
+The score tests of beta = 0 (``score_tests``) are R's ``summary(coxph(...))$sctest`` (naive) and
+``$robscore`` (the same score residuals at beta = 0, weighted and summed by cluster).
+``why_no_hazard_ratio`` says, for a binary covariate, when the partial likelihood carries no
+information or has no finite maximum (R warns and reports a huge coefficient; we report none).
 """
 from dataclasses import dataclass
 
@@ -18,18 +23,29 @@ from pipeline.errors import DataError
 
 _EPS = 1e-9
 _MAX_ITER = 20
+_CANCELLED = 1e-12
+"""A cluster-summed variance below this fraction of the row-level one is rounding noise left
+after exact cancellation (e.g. each matched set holding identical treated and control rows)."""
 
 
 @dataclass(frozen=True)
 class CoxResult:
+    """The fit; the robust quantities are None when the cluster-robust variance is zero."""
     beta: float
     naive_se: float
-    robust_se: float
+    robust_se: float | None
     hr: float
-    hr_lower: float
-    hr_upper: float
-    p: float
+    hr_lower: float | None
+    hr_upper: float | None
+    p: float | None
     iterations: int
+
+
+@dataclass(frozen=True)
+class ScoreTests:
+    """Chi-square (1 df) score tests of beta = 0; robust is None when its variance is zero."""
+    naive_chisq: float
+    robust_chisq: float | None
 
 
 @dataclass(frozen=True)
@@ -152,34 +168,107 @@ def _cumulative_within_stratum(per_group, layout):
     return head[1:] - head[layout.stratum_start]
 
 
-def fit_cox(time, event, x, weight, cluster=None, strata=None, conf_level=0.95) -> CoxResult:
-    """Weighted Efron Cox fit of one covariate; robust SE clustered on ``cluster``
-    (each row its own cluster when None)."""
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=float)
-    x = np.asarray(x, dtype=float)
-    weight = np.asarray(weight, dtype=float)
-    n = len(time)
-    strata = np.zeros(n, dtype=np.int64) if strata is None else group_codes(strata)
-    cluster = np.arange(n) if cluster is None else group_codes(cluster)
-    if event.sum() == 0:
-        raise DataError("Cox model: no events in the matched sample")
-
+def _sorted_data(time, event, x, weight, strata):
+    """Layout and the sorted, centred covariate, weights and events (R centres the covariate)."""
+    time, event, x, weight = (np.asarray(a, dtype=float) for a in (time, event, x, weight))
+    strata = np.zeros(len(time), dtype=np.int64) if strata is None else group_codes(strata)
     layout = _layout(time, strata)
     o = layout.order
     xs, ws, ds = x[o], weight[o], event[o]
-    xs = xs - np.sum(ws * xs) / np.sum(ws)          # R centres the covariate
+    return layout, xs - np.sum(ws * xs) / np.sum(ws), ws, ds
+
+
+def _cluster_variance(resid, cluster_sorted):
+    """Sum over clusters of the squared within-cluster sums of ``resid``; 0 when that is only
+    rounding noise left by exact cancellation (see _CANCELLED)."""
+    by_cluster = np.bincount(cluster_sorted, resid)
+    variance = float(np.sum(by_cluster ** 2))
+    return 0.0 if variance <= _CANCELLED * float(np.sum(resid ** 2)) else variance
+
+
+def _clusters(cluster, n):
+    return np.arange(n) if cluster is None else group_codes(cluster)
+
+
+def fit_cox(time, event, x, weight, cluster=None, strata=None, conf_level=0.95) -> CoxResult:
+    """Weighted Efron Cox fit of one covariate; robust SE clustered on ``cluster``
+    (each row its own cluster when None). Check why_no_hazard_ratio first."""
+    if np.sum(np.asarray(event, dtype=float)) == 0:
+        raise DataError("Cox model: no events in the matched sample")
+    layout, xs, ws, ds = _sorted_data(time, event, x, weight, strata)
     beta, info, iterations = _newton(layout, xs, ws, ds)
     naive_var = 1.0 / info
     resid = _score_residuals(layout, xs, ws, ds, beta) * ws * naive_var
-    by_cluster = np.bincount(cluster[o], resid)
-    robust_se = float(np.sqrt(np.sum(by_cluster ** 2)))
+    robust_var = _cluster_variance(resid, _clusters(cluster, len(xs))[layout.order])
+    common = dict(beta=float(beta), naive_se=float(np.sqrt(naive_var)), hr=float(np.exp(beta)),
+                  iterations=iterations)
+    if robust_var == 0:
+        return CoxResult(robust_se=None, hr_lower=None, hr_upper=None, p=None, **common)
+    robust_se = float(np.sqrt(robust_var))
     z = stats.norm.ppf(1 - (1 - conf_level) / 2)
     return CoxResult(
-        beta=float(beta), naive_se=float(np.sqrt(naive_var)), robust_se=robust_se,
-        hr=float(np.exp(beta)), hr_lower=float(np.exp(beta - z * robust_se)),
+        robust_se=robust_se, hr_lower=float(np.exp(beta - z * robust_se)),
         hr_upper=float(np.exp(beta + z * robust_se)),
-        p=float(2 * stats.norm.sf(abs(beta) / robust_se)), iterations=iterations)
+        p=float(2 * stats.norm.sf(abs(beta) / robust_se)), **common)
+
+
+def score_tests(time, event, x, weight, cluster=None, strata=None) -> ScoreTests:
+    """Score tests of beta = 0 in the weighted Efron model, as R's coxph.
+
+    Naive: U(0)^2 / I(0) (``summary(fit)$sctest``). Robust (``$robscore``): the weighted score
+    residuals at beta = 0 summed per cluster, U = their total, chisq = U^2 / sum over clusters
+    of the squared cluster sums. Check why_no_hazard_ratio first.
+    """
+    layout, xs, ws, ds = _sorted_data(time, event, x, weight, strata)
+    _, score, info = _loglik_score_info(layout, xs, ws, ds, 0.0)
+    resid = _score_residuals(layout, xs, ws, ds, 0.0) * ws
+    variance = _cluster_variance(resid, _clusters(cluster, len(xs))[layout.order])
+    robust = None if variance == 0 else float(np.sum(resid) ** 2 / variance)
+    return ScoreTests(naive_chisq=score * score / info, robust_chisq=robust)
+
+
+@dataclass(frozen=True)
+class NoHazardRatio:
+    """Why the data cannot estimate the hazard ratio, and whether the tests of HR = 1 still can."""
+    reason: str
+    tests_defined: bool
+
+
+def why_no_hazard_ratio(time, event, treated, strata=None) -> NoHazardRatio | None:
+    """Why the hazard ratio of ``treated`` (binary) cannot be estimated, or None when it can.
+
+    Checked on the (stratum, time) blocks; weights do not matter (they are positive):
+    - no events, or no event time at which both arms are at risk and someone at risk survives
+      it: nothing compares the arms' hazards (R's survdiff variance is 0; with all patients at
+      risk dying at one time, Efron's approximation alone would give the likelihood a maximum);
+      the log-rank and score tests are undefined too;
+    - no control event while a treated patient is at risk (e.g. every event in the treated
+      arm): the partial likelihood increases without bound and the HR is infinite (R warns and
+      reports a huge coefficient); symmetrically zero. The tests of HR = 1 are still defined.
+    """
+    treated = np.asarray(treated, dtype=bool)
+    layout, _, _, dead = _sorted_data(time, event, treated, np.ones(len(treated)), strata)
+    arm = treated[layout.order]
+    g, ng = layout.group, layout.n_groups
+    at_risk_t = _risk_set_sums(np.bincount(g, arm, ng), layout)
+    at_risk_c = _risk_set_sums(np.bincount(g, ~arm, ng), layout)
+    dead_t = np.bincount(g, dead * arm, ng)
+    dead_c = np.bincount(g, dead * ~arm, ng)
+    if dead.sum() == 0:
+        return NoHazardRatio("there are no events", tests_defined=False)
+    survivors = at_risk_t + at_risk_c - dead_t - dead_c
+    if not np.any((at_risk_t > 0) & (at_risk_c > 0) & (dead_t + dead_c > 0) & (survivors > 0)):
+        return NoHazardRatio("no event time has both arms at risk and a patient at risk who survives "
+                             "it, so the data do not compare the arms' hazards", tests_defined=False)
+    if not np.any((dead_c > 0) & (at_risk_t > 0)):
+        return NoHazardRatio("no control patient had an event while a treated patient was at risk "
+                             "(e.g. all events are in the treated arm): the hazard ratio is infinite",
+                             tests_defined=True)
+    if not np.any((dead_t > 0) & (at_risk_c > 0)):
+        return NoHazardRatio("no treated patient had an event while a control patient was at risk "
+                             "(e.g. all events are in the control arm): the hazard ratio is zero",
+                             tests_defined=True)
+    return None
 
 
 def group_codes(values):

@@ -1,33 +1,32 @@
 """Design-diagnostic figures: the Love plot of balance and the propensity-score overlap by arm.
 
-Figures are drawn on a bare matplotlib Figure (no pyplot state) under matplotlib's default style, and
-saved as PNG without the "Software" metadata, so the same inputs give byte-identical files.
+Figures are drawn on a bare matplotlib Figure (no pyplot state) in pipeline.report.figures' style (labels
+drawn literally) and saved without the "Software" metadata, so the same inputs give byte-identical files.
 """
 
 from __future__ import annotations
 
-import matplotlib.style
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from pipeline.balance import SMD_THRESHOLD
+from pipeline.report.figures import figure_style, save_png
 
 _DPI = 120
 _BINS = np.linspace(0.0, 1.0, 41)
 _COLORS = {"treated": "#1f77b4", "control": "#d62728", "before": "#7f7f7f", "after": "#000000"}
 
 
-def _save(fig: Figure, path) -> None:
-    fig.savefig(path, format="png", dpi=_DPI, metadata={"Software": None})
+def love_plot(balance: pd.DataFrame, path, title: str = "Covariate balance", labels: dict | None = None) -> Figure:
+    """Absolute SMD per covariate before (open circles) and after matching (filled), threshold line at 0.1.
 
-
-def love_plot(balance: pd.DataFrame, path, title: str = "Covariate balance") -> None:
-    """Absolute SMD per covariate before (open circles) and after matching (filled), threshold line at 0.1."""
-    names = list(balance["variable"])[::-1]
+    ``labels``: optional display name per balance-table variable (default the variable itself).
+    """
+    names = [(labels or {}).get(v, v) for v in balance["variable"]][::-1]
     y = np.arange(len(names))
-    with matplotlib.style.context("default"):
+    with figure_style():
         fig = Figure(figsize=(6.5, 1.2 + 0.28 * max(len(names), 1)))
         ax = fig.add_subplot()
         ax.scatter(balance["smd_before"].abs().to_numpy()[::-1], y, facecolors="none",
@@ -43,7 +42,8 @@ def love_plot(balance: pd.DataFrame, path, title: str = "Covariate balance") -> 
         ax.grid(axis="y", color="#eeeeee", zorder=0)
         ax.legend(loc="best", fontsize="small", frameon=True)
         fig.tight_layout()
-        _save(fig, path)
+        save_png(fig, path, _DPI)
+    return fig
 
 
 def _mirrored_histogram(ax, ps: np.ndarray, treated: np.ndarray, w: np.ndarray, labels: tuple[str, str]) -> None:
@@ -62,7 +62,7 @@ def _mirrored_histogram(ax, ps: np.ndarray, treated: np.ndarray, w: np.ndarray, 
 
 
 def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path,
-                 labels: tuple[str, str] = ("treated", "control")) -> None:
+                 labels: tuple[str, str] = ("treated", "control")) -> Figure:
     """Mirrored histograms of the propensity score by arm, before (all patients) and after matching (weighted).
 
     Bars are shares of the arm rather than counts, so no small cell count is shown.
@@ -70,7 +70,7 @@ def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path,
     ps = np.asarray(ps, dtype=float)
     treated = np.asarray(treated).astype(bool)
     weights = np.asarray(weights, dtype=float)
-    with matplotlib.style.context("default"):
+    with figure_style():
         fig = Figure(figsize=(9, 3.8))
         axes = fig.subplots(1, 2, sharey=True)
         for ax, w, title in ((axes[0], np.ones(len(ps)), "Before matching"), (axes[1], weights, "After matching")):
@@ -82,4 +82,5 @@ def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path,
         axes[0].yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{abs(v):.2f}"))
         axes[1].legend(loc="upper right", fontsize="small")
         fig.tight_layout()
-        _save(fig, path)
+        save_png(fig, path, _DPI)
+    return fig

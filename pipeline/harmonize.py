@@ -17,15 +17,24 @@ Rules (the contract's defaults plus the decisions this module documents):
   case-folding the cell; a value equal to a level (case-insensitive) needs no code. Binary cells
   accept 1/0, 1.0/0.0, yes/no, y/n, true/false, ja/nein (any case); codes may map to 0/1.
 * Numbers use ``read.decimal``; with decimal "," a "." in a number is an error (it could be a
-  thousands separator). Integers must be whole numbers ("3.0" is 3). A center's
-  ``scale: {variable: factor}`` converts its unit to the harmonized one (e.g. Ki-67 given as a
-  fraction: ``scale: {ki67: 100}``); min/max apply after scaling.
+  thousands separator). A number is a plain decimal: optional sign, digits with an optional
+  decimal mark, optional exponent (``1e3``); anything else (``inf``, hex, ``1_000``, ``1.000,5``)
+  is ``not_a_number`` (``not_an_integer`` for an integer variable; "nan" is a missing-value
+  token). A number is never changed silently: one beyond the float range (``1e400``) is
+  ``number_too_large``, a non-zero one too close to zero to be stored at full precision (below
+  2.2e-308, e.g. ``1e-400``, which would become 0) is ``number_too_small``. Integers must be
+  whole numbers, judged on the exact decimal text ("3.0" is 3, "3.0000000000000001" is
+  ``not_an_integer``), and lie within ±2^53 = 9007199254740992, beyond which whole numbers
+  cannot all be stored exactly (``number_too_large``, e.g. ``1e20``).
+  A center's ``scale: {variable: factor}`` converts its unit to the harmonized one (e.g. Ki-67
+  given as a fraction: ``scale: {ki67: 100}``); min/max apply after scaling.
 * Dates use ``read.date_formats[variable]``, else ``read.date_format`` (strptime syntax); ISO
   ``YYYY-MM-DD`` (optionally with a time) is always accepted as well, so typed XLSX/Parquet date
   cells work next to text cells. Dates before 1900-01-01 or after today are rejected.
-* Date logic: end before time zero -> ``followup_before_index``; end equal to time zero (or a
-  ready time column equal to 0) -> ``zero_followup``; a negative time column ->
-  ``negative_followup``. With ``outcome.event_date``: a date given while the event flag is 0 ->
+* Date logic: end before time zero -> ``followup_before_index``; a negative time column ->
+  ``negative_followup``. Zero follow-up (end on the day of time zero, e.g. death on the day of
+  the operation) is data and is accepted, as R's survfit and coxph accept time 0; an analysis
+  that wants a minimum time at risk says so with its cohort key ``min_days_at_risk``. With ``outcome.event_date``: a date given while the event flag is 0 ->
   ``event_date_without_event``; event 1 with an event date different from the end date ->
   ``event_date_mismatch`` (follow-up of a patient who died ends at death).
 * Duplicate ids within a center: all copies are quarantined (``duplicate_id``): which copy is right
@@ -33,6 +42,15 @@ Rules (the contract's defaults plus the decisions this module documents):
   centers are all moved to quarantine (``duplicate_id_across_centers``); ids must therefore be
   unique across the consortium (e.g. prefixed by the center).
 * A row whose cells are all blank is quarantined with the single reason ``empty_row``.
+* A row the reader found malformed (``read_problems``: ``too_many_fields``, ``too_few_fields``,
+  ``stray_quote``, ``encoding_error``, ``formula_without_value``, ``control_character``; see
+  pipeline/ingest.py and pipeline/readers/) is quarantined with exactly the reader's reasons: its
+  cells cannot be trusted as read, so they are not judged one by one. A problem of one cell
+  (the last three codes) counts only in a column mapped to a variable: a NUL in an unused comment
+  column changes no value the study uses.
+* A quarantined record that spans several physical lines (a line break inside quotes) has them
+  in front of its reason: "lines 7-9: ...". The reader's warnings about the file (e.g. a
+  declared encoding the bytes contradict) are the summary's ``warnings``.
 * A row with several problems lists them all: ``reason_code`` and ``reason`` are aligned,
   ``;``-separated lists in the order of the variables, then the cross-variable checks.
 """
@@ -41,12 +59,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError
-from pipeline.ingest import SOURCE_ROW
+from pipeline.ingest import READ_PROBLEMS, RESERVED_COLUMNS, SOURCE_ROW, SOURCE_ROW_END
 
 TYPES = ("id", "numeric", "integer", "binary", "category", "date")
 DEFAULT_NA_VALUES = ("", "na", "n/a", "nan", "null", "none", ".", "missing")
@@ -57,6 +76,10 @@ BINARY_TOKENS = {
 YAML_BOOL_SPELLINGS = {True: ("true", "yes", "y", "on"), False: ("false", "no", "n", "off")}
 ISO_DATE = r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?"
 EARLIEST_DATE = pd.Timestamp("1900-01-01")
+DECIMAL_NUMBER = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+SHORT_INTEGER = r"[+-]?[0-9]{1,15}"  # exact as a float and far inside ±2^53
+MAX_EXACT_INTEGER = 2**53
+SMALLEST_NORMAL = np.finfo(np.float64).tiny
 QUARANTINE_COLUMNS = ["center", "source_file", "source_row", "reason_code", "reason"]
 OK, MISSING, ERROR = 0, 1, 2
 
@@ -196,7 +219,8 @@ def parse_uniques(uniques: pd.Series, var: str, src: str, spec: dict, read: dict
     codes_out = np.where(bad, code, "").astype(object)
     label = _label(var, src)
     messages = np.full(len(uniques), "", dtype=object)
-    messages[bad] = (label + ": " + _quoted(uniques[bad]) + " " + why).to_numpy(dtype=object)
+    why = np.broadcast_to(np.asarray(why, dtype=object), bad.shape)  # one text, or one per unique
+    messages[bad] = (label + ": " + _quoted(uniques[bad]) + " " + why[bad]).to_numpy(dtype=object)
     parsed = ParsedUniques(values, status, codes_out, messages, (stripped == "").to_numpy(),
                            bool((stripped != uniques).any()))
     _check_range(parsed, uniques, label, spec, kind, today, scale)
@@ -212,21 +236,66 @@ def _target_text(target, decimal: str) -> str:
 
 
 def _parse_number(text: pd.Series, kind: str, decimal: str, scale: float):
-    """Numbers in the center's unit times ``scale`` (the declared conversion to the harmonized unit)."""
+    """Numbers in the center's unit times ``scale`` (the declared conversion to the harmonized unit).
+
+    Returns the values, which are bad, and per value the reason code and text (see the module
+    docstring). Text is converted by Python's correctly rounded float parser, not pandas'.
+    """
     wrong_mark = np.zeros(len(text), bool)
     if decimal != ".":
         wrong_mark = text.str.contains(".", regex=False).to_numpy()
         text = text.str.replace(decimal, ".", regex=False)
-    numbers = pd.to_numeric(text, errors="coerce").astype("float64").to_numpy() * scale
-    bad = ~np.isfinite(numbers) | wrong_mark
+    valid = text.str.fullmatch(DECIMAL_NUMBER).to_numpy(dtype=bool) & ~wrong_mark
+    numbers = np.full(len(text), np.nan)
+    with np.errstate(over="ignore"):  # beyond the float range: inf, refused below
+        numbers[valid] = text.to_numpy(dtype=object)[valid].astype(np.float64) * scale
+    code = np.where(valid, "", "not_a_number").astype(object)
+    why = np.where(valid, "", "is not a number" + (f" (decimal mark '{decimal}')" if decimal != "." else "")
+                   ).astype(object)
+    scaled = "" if scale == 1 else f" after scaling by {scale}"
+    too_large = valid & ~np.isfinite(numbers)
+    code[too_large], why[too_large] = "number_too_large", f"is too large to be stored as a number{scaled}"
     if kind == "numeric":
-        why = "is not a number" + (f" (decimal mark '{decimal}')" if decimal != "." else "")
-        return numbers.copy(), bad, why, "not_a_number"
-    fractional = ~bad & (numbers != np.floor(np.where(bad, 0, numbers)))
-    bad = bad | fractional
+        too_small = valid & (np.abs(numbers) < SMALLEST_NORMAL) & _nonzero_mantissa(text, valid)
+        code[too_small] = "number_too_small"
+        why[too_small] = f"is too close to zero to be stored as a number{scaled} (it would become 0 or lose digits)"
+        return numbers, code != "", why, code
+    not_number = code == "not_a_number"
+    code[not_number], why[not_number] = "not_an_integer", "is not a whole number"
+    _check_integers(text, numbers, code, why, code == "", scale)
+    bad = code != ""
     whole = pd.array(np.where(bad, 0, numbers).astype("int64"), dtype="Int64")
     whole[bad] = pd.NA
-    return whole, bad, "is not a whole number", "not_an_integer"
+    return whole, bad, why, code
+
+
+def _nonzero_mantissa(text: pd.Series, candidates: np.ndarray) -> np.ndarray:
+    """Whether the digits before the exponent hold anything but zeros (only where ``candidates``)."""
+    out = np.zeros(len(text), bool)
+    if candidates.any():
+        mantissa = text[candidates].str.replace(r"[eE].*$", "", regex=True)
+        out[candidates] = mantissa.str.contains("[1-9]").to_numpy()
+    return out
+
+
+def _check_integers(text: pd.Series, numbers: np.ndarray, code: np.ndarray, why: np.ndarray, ok: np.ndarray,
+                    scale: float) -> None:
+    """Flag, in place, parsed numbers that are not whole or lie beyond ±2^53. Unscaled values are
+    judged on their exact decimal text: the float has already rounded "3.0000000000000001" to 3 and
+    2^53 + 1 to 2^53."""
+    whole = ok & (numbers == np.floor(np.where(ok, numbers, 0)))
+    beyond = np.abs(numbers) > MAX_EXACT_INTEGER
+    if scale == 1:
+        for i in np.flatnonzero(ok & ~text.str.fullmatch(SHORT_INTEGER).to_numpy(dtype=bool)):
+            value = Decimal(text.iat[i])
+            whole[i] = value == value.to_integral_value()
+            beyond[i] = abs(value) > MAX_EXACT_INTEGER
+    fractional = ok & ~whole
+    code[fractional], why[fractional] = "not_an_integer", "is not a whole number"
+    too_large = whole & beyond
+    code[too_large] = "number_too_large"
+    why[too_large] = (f"is too large for an integer (whole numbers beyond ±{MAX_EXACT_INTEGER}, 2^53, "
+                      "cannot all be stored exactly)")
 
 
 def _parse_binary(text: pd.Series):
@@ -318,7 +387,7 @@ def harmonize_center(raw: pd.DataFrame, center_id: str, center_cfg: dict, variab
                      source_file: str, today: dt.date | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Harmonize one center: (accepted frame, quarantine frame, summary). See the module docstring."""
     today = pd.Timestamp(today or dt.date.today())
-    header = [c for c in raw.columns if c != SOURCE_ROW]
+    header = [c for c in raw.columns if c not in RESERVED_COLUMNS]
     mapping, problems_cfg = map_columns(header, center_cfg, variables)
     required = required_variables(variables, outcome)
     absent = [v for v in required if v not in mapping]
@@ -354,6 +423,7 @@ def harmonize_center(raw: pd.DataFrame, center_id: str, center_cfg: dict, variab
     _add_followup_problems(problems, typed, raw, mapping, labels, outcome)
     _add_duplicate_ids(problems, typed[id_var], id_key, id_ok, raw, labels[id_var])
     table = _with_empty_rows(problems.table(), raw, header, blank_id)
+    table = _with_read_problems(table, raw, set(mapping.values()))
     return _assemble(raw, header, typed, table, center_id, source_file)
 
 
@@ -382,16 +452,14 @@ def _add_followup_problems(problems: Problems, typed: dict, raw: pd.DataFrame, m
     roles = {role: var for role, var in outcome_roles(outcome).items() if var in mapping}
     if "time_zero" in roles and "end" in roles:
         start, end = typed[roles["time_zero"]].to_numpy(), typed[roles["end"]].to_numpy()
-        for code, mask, relation in (("followup_before_index", end < start, "is before"),
-                                     ("zero_followup", end == start, "is the same day as")):
-            _add_pair_problem(problems, code, mask, raw, mapping, labels, roles["end"], roles["time_zero"], relation)
+        _add_pair_problem(problems, "followup_before_index", end < start, raw, mapping, labels, roles["end"],
+                          roles["time_zero"], "is before")
     if "time" in roles:
         time = typed[roles["time"]].to_numpy(dtype="float64", na_value=np.nan)
-        for code, mask, why in (("negative_followup", time < 0, "is negative"),
-                                ("zero_followup", time == 0, "is zero")):
-            rows = np.flatnonzero(mask)
-            cells = pd.Series(_raw_text(raw, mapping, roles["time"], rows), dtype=object).map(repr)
-            problems.add(rows, code, (labels[roles["time"]] + ": follow-up time " + cells + " " + why).to_numpy(object))
+        rows = np.flatnonzero(time < 0)
+        cells = pd.Series(_raw_text(raw, mapping, roles["time"], rows), dtype=object).map(repr)
+        problems.add(rows, "negative_followup",
+                     (labels[roles["time"]] + ": follow-up time " + cells + " is negative").to_numpy(object))
     if "event" in roles and "event_date" in roles:
         event = typed[roles["event"]].to_numpy(dtype="float64", na_value=np.nan)
         event_date = typed[roles["event_date"]].to_numpy()
@@ -466,6 +534,32 @@ def _with_empty_rows(table: pd.DataFrame, raw: pd.DataFrame, header: list[str], 
     return pd.concat([kept, empty], ignore_index=True).sort_values(["pos", "seq"], kind="stable")
 
 
+def _with_read_problems(table: pd.DataFrame, raw: pd.DataFrame, used: set[str]) -> pd.DataFrame:
+    """Rows the reader found malformed get exactly the reader's reasons instead of their other
+    problems; a reader problem of a single cell counts only in a ``used`` (mapped) column."""
+    found = raw[READ_PROBLEMS].to_numpy(dtype=object) if READ_PROBLEMS in raw else np.empty(0, object)
+    items = [(pos, seq, code, reason) for pos in np.flatnonzero(pd.notna(found))
+             for seq, (code, reason, column) in enumerate(found[pos]) if column is None or column in used]
+    if not items:
+        return table
+    reader = pd.DataFrame(items, columns=["pos", "seq", "code", "message"])
+    kept = table[~table["pos"].isin(reader["pos"])]
+    return pd.concat([kept, reader], ignore_index=True).sort_values(["pos", "seq"], kind="stable")
+
+
+def _spans(raw: pd.DataFrame, rows: np.ndarray, reasons: np.ndarray) -> np.ndarray:
+    """Reasons of records spanning several physical lines, prefixed by those lines."""
+    if SOURCE_ROW_END not in raw:
+        return reasons
+    first = raw[SOURCE_ROW].to_numpy(dtype=np.int64)[rows]
+    last = raw[SOURCE_ROW_END].to_numpy(dtype=np.int64)[rows]
+    several = np.flatnonzero(last > first)
+    out = reasons.copy()
+    for i in several:
+        out[i] = f"lines {first[i]}-{last[i]}: {reasons[i]}"
+    return out
+
+
 def _assemble(raw: pd.DataFrame, header: list[str], typed: dict, table: pd.DataFrame, center_id: str,
               source_file: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     n = len(raw)
@@ -483,7 +577,7 @@ def _assemble(raw: pd.DataFrame, header: list[str], typed: dict, table: pd.DataF
         "source_file": source_file,
         SOURCE_ROW: raw[SOURCE_ROW].to_numpy(dtype=np.int64)[bad_rows],
         "reason_code": _joined(table, "code", ";"),
-        "reason": _joined(table, "message", "; "),
+        "reason": _spans(raw, bad_rows, _joined(table, "message", "; ")),
     }, columns=QUARANTINE_COLUMNS)
     for col in header:
         name = f"raw_{col}" if col in QUARANTINE_COLUMNS else col
@@ -497,6 +591,7 @@ def _assemble(raw: pd.DataFrame, header: list[str], typed: dict, table: pd.DataF
         "quarantined": len(quarantine),
         "reasons": {code: int(per_row[code]) for code in sorted(per_row.index)},
         "missing": count_missing(accepted),
+        "warnings": list(raw.attrs.get("warnings", [])),
     }
     check_accounting(summary, center_id)
     return accepted, quarantine, summary

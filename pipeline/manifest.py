@@ -62,7 +62,7 @@ def analysis_numbers(folder: Path) -> dict:
         if path.exists():
             flatten(json.loads(path.read_text()), f"{name}/{stem}", numbers)
     balance = folder / "balance.csv"
-    if balance.exists():
+    if balance.exists() and numbers.get(f"{name}/matching/estimable") is not False:
         table = read_result_csv(balance)
         for row in table.to_dict("records"):
             for column, value in row.items():

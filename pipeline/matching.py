@@ -207,8 +207,6 @@ def match_nearest(distance: np.ndarray, treated: np.ndarray, *, ratio: int = 1,
 def _validated_inputs(distance, treated, exact, discarded):
     distance = np.ascontiguousarray(distance, dtype=np.float64)
     n = len(distance)
-    if not np.isfinite(distance).all():
-        raise DataError("the matching distance has missing or infinite values")
     treated = _as_bool(treated, "treated")
     discarded = np.zeros(n, dtype=bool) if discarded is None else _as_bool(discarded, "discarded")
     exact = np.zeros(n, dtype=np.int64) if exact is None else np.asarray(exact)
@@ -217,6 +215,8 @@ def _validated_inputs(distance, treated, exact, discarded):
     for name, arr in (("treated", treated), ("discarded", discarded), ("exact", exact)):
         if len(arr) != n:
             raise DataError(f"{name} has {len(arr)} values but the distance has {n}")
+    if np.isnan(distance).any() or not np.isfinite(distance[~discarded]).all():
+        raise DataError("the matching distance is missing, or infinite for a unit that is not discarded")
     return distance, treated, exact.astype(np.int64), discarded
 
 

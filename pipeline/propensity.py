@@ -205,13 +205,50 @@ def _check_inputs(X: pd.DataFrame, treated: np.ndarray) -> np.ndarray:
     return treated
 
 
-def _separation_warning(ps: np.ndarray) -> list[str]:
+def _separation_warning(ps: np.ndarray, X: pd.DataFrame, treated: np.ndarray, converged: bool) -> list[str]:
+    """A sentence when the covariates (quasi-)separate the arms, naming the covariates that do.
+
+    R's glm warns when fitted probabilities are numerically 0 or 1; a fit that did not converge is
+    checked too, as separation is its usual cause (the likelihood has no maximum)."""
     extreme = int(np.sum((ps < _R_GLM_EPS) | (ps > 1 - _R_GLM_EPS)))
-    if not extreme:
+    culprits = separating_covariates(X, treated) if extreme or not converged else []
+    if not extreme and not culprits:
         return []
-    return [f"fitted propensity scores numerically 0 or 1 for {extreme} patients: the covariates (quasi-)perfectly "
-            f"separate the arms, coefficients are not identified and those patients have no comparable "
-            f"counterpart"]
+    named = ("; ".join(culprits) if culprits
+             else "no single covariate separates them on its own: a combination of covariates does")
+    found = "fitted propensity scores numerically 0 or 1" if extreme else "the model did not converge"
+    return [f"{found}: the covariates (quasi-)perfectly separate the arms ({named}); coefficients are not "
+            f"identified and the patients concerned have no comparable counterpart"]
+
+
+def separating_covariates(X: pd.DataFrame, treated: np.ndarray) -> list[str]:
+    """Sentences naming the design columns that on their own (quasi-)separate the arms: an indicator
+    whose patients are all in one arm, or a continuous covariate whose ranges in the arms do not overlap."""
+    sentences = []
+    for name in X.columns:
+        x = X[name].to_numpy(dtype=float)
+        if np.all((x == 0) | (x == 1)):
+            sentences += _indicator_separation(name, x == 1, treated)
+        else:
+            sentences += _range_separation(name, x, treated)
+    return sentences
+
+
+def _indicator_separation(name: str, has: np.ndarray, treated: np.ndarray) -> list[str]:
+    sentences = []
+    for value, rows in ((1, has), (0, ~has)):
+        arms = treated[rows]
+        if rows.any() and (arms.all() or not arms.any()):
+            sentences.append(f"every patient with {name} = {value} is {'treated' if arms.all() else 'a control'}")
+    return sentences
+
+
+def _range_separation(name: str, x: np.ndarray, treated: np.ndarray) -> list[str]:
+    t, c = x[treated], x[~treated]
+    if t.min() > c.max() or t.max() < c.min():
+        return [f"{name} ranges {t.min():g} to {t.max():g} in the treated and {c.min():g} to {c.max():g} in "
+                f"the controls: the ranges do not overlap"]
+    return []
 
 
 def _design_rank(design: np.ndarray) -> int:
@@ -273,7 +310,7 @@ def _fit_logistic(X: pd.DataFrame, treated: np.ndarray) -> PropensityFit:
         notes.append(f"logistic propensity model did not converge in {_MAX_ITERATIONS} iterations; "
                      f"scores may be unreliable")
     ps = expit(design @ params)
-    notes += _separation_warning(ps)
+    notes += _separation_warning(ps, X, treated, converged)
     coefficients = {name: float(value) for name, value in zip(names, params)}
     return PropensityFit(ps=ps, model="logistic", coefficients=coefficients, converged=converged, warnings=notes)
 

@@ -44,9 +44,9 @@ def package_versions() -> dict[str, str]:
 
 
 def study_provenance(study: dict, ingest_summary: dict, repo: Path) -> dict:
-    centers = ingest_summary.get("centers", {})
-    inputs = [{"center": cid, "path": c["path"], "sha256": sha256_file(c["path"]),
-               "rows": centers.get(cid, {}).get("rows_read")}
+    """Inputs as ingest read them (the hash of the bytes read, not of the file as it is now)."""
+    centers = ingest_summary["centers"]
+    inputs = [{"center": cid, "path": c["path"], "sha256": centers[cid]["sha256"], "rows": centers[cid]["rows_read"]}
               for cid, c in study["registry"]["centers"].items()]
     return {"inputs": inputs, "config_sha256": config_hash(study), "git_commit": git_commit(repo),
             "seed": study["seed"], "packages": package_versions()}

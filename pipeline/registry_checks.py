@@ -24,7 +24,9 @@ from pipeline.harmonize import (
 )
 from pipeline.ingest import SOURCE_ROW, extract_format, read_header
 
-RESERVED_NAMES = ("center", SOURCE_ROW)
+RESERVED_NAMES = ("center", SOURCE_ROW, "patient_id", "index_year", "time", "event", "treated", "group")
+"""Columns the workflow adds to the harmonized registry or to an analysis cohort (patient_id is
+what the id variable becomes, so only the id variable may have that name)."""
 ROLE_TYPES = {"time_zero": ("date",), "end": ("date",), "event_date": ("date",), "event": ("binary",),
               "time": ("numeric", "integer")}
 
@@ -62,8 +64,9 @@ def check_variables(variables: dict) -> list[str]:
     messages = []
     for name, spec in variables.items():
         key = f"registry.variables.{name}"
-        if name in RESERVED_NAMES:
-            messages.append(f"{key}: '{name}' is reserved for a column the pipeline adds; rename the variable")
+        if name in RESERVED_NAMES and not (name == "patient_id" and isinstance(spec, dict) and spec.get("type") == "id"):
+            messages.append(f"{key}: '{name}' is reserved for a column the pipeline adds; rename the variable "
+                            f"(reserved: {', '.join(RESERVED_NAMES)}; patient_id only for the id variable)")
         if not isinstance(spec, dict):
             messages.append(f"{key}: expected a mapping like {{type: numeric}}")
             continue
@@ -143,6 +146,7 @@ def _check_center(center_id: str, center_cfg: dict, variables: dict, required: l
         return set(), False
     mapping, problems = map_columns(header, center_cfg, variables)
     messages += [f"{where}: {problem}" for problem in problems]
+    messages += _encoding_hint(path, center_cfg, header, where)
     messages += [f"{where}: required variable '{var}' is provided by no column (add a columns entry "
                  f"'<source column>: {var}')" for var in required if var not in mapping]
     messages += _check_codes(where, center_cfg.get("codes") or {}, variables, mapping)
@@ -152,6 +156,9 @@ def _check_center(center_id: str, center_cfg: dict, variables: dict, required: l
 
 def _header_or_message(path: Path, center_cfg: dict, where: str, messages: list[str]) -> list[str] | None:
     try:
+        if path.is_dir():
+            messages.append(f"{where}: is a directory, not a file (looked at {path}); give the extract file's path")
+            return None
         extract_format(path, center_cfg)
         if not path.is_file():
             messages.append(f"{where}: file not found (looked for {path})")
@@ -163,6 +170,27 @@ def _header_or_message(path: Path, center_cfg: dict, where: str, messages: list[
     except DataError as exc:
         messages.append(f"{where}: {exc}")
         return None
+
+
+def _encoding_hint(path: Path, center_cfg: dict, header: list[str], where: str) -> list[str]:
+    """A mapped column missing from a header that, read as UTF-8 instead of the declared
+    single-byte encoding, holds it: the declared encoding is wrong (the values would be mojibake)."""
+    read = center_cfg.get("read") or {}
+    encoding = read.get("encoding", "utf-8")
+    missing = [src for src in (center_cfg.get("columns") or {}) if src not in header]
+    try:
+        if not missing or codecs.lookup(encoding).name.startswith("utf") or \
+                extract_format(path, center_cfg) not in ("csv", "tsv"):
+            return []
+        as_utf8 = read_header(path, {**center_cfg, "read": {**read, "encoding": "utf-8"}})
+    except (DataError, LookupError):  # not UTF-8 either; an unknown encoding is reported by the read options
+        return []
+    found = [src for src in missing if src in as_utf8]
+    if not found:
+        return []
+    return [f"{where}: read.encoding is {encoding}, but the file is UTF-8: read as UTF-8 its header holds the "
+            f"mapped column{'s' if len(found) > 1 else ''} {', '.join(repr(c) for c in found)}; set "
+            "read.encoding: utf-8"]
 
 
 def _check_read_options(where: str, read: dict, variables: dict) -> list[str]:

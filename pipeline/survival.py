@@ -5,8 +5,12 @@
   the infinitesimal-jackknife (robust) standard error with each row its own cluster.
 - Median and its CI: R's ``quantile.survfit`` (first time S(t) <= 0.5, midpoint of a flat stretch
   at exactly 0.5, CI by inverting the pointwise band); ``None`` when not reached.
-- RMST and its SE: R's ``print(fit, rmean = tau)``.
-- Log-rank: R's ``survdiff`` (unweighted). Cox: see ``pipeline.cox``.
+- RMST and its SE: R's ``print(fit, rmean = tau)``; tau by default the smaller of the arms'
+  largest follow-up times (survRM2's rule).
+- Log-rank, hazard ratios, score tests and the headline test: see ``pipeline.hazard_ratio``.
+- Median and RMST differences: a bootstrap over matched sets (percentile intervals).
+What the data cannot estimate (no events, an infinite hazard ratio, ...) is null with a sentence
+in ``warnings``; only an empty arm raises NotEstimable.
 All functions are vectorized (sort once, cumulative sums), so 1M rows take about a second.
 """
 import numbers
@@ -17,13 +21,14 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from pipeline.cox import fit_cox, group_codes
-from pipeline.errors import ConfigError, DataError
+from pipeline.cox import group_codes
+from pipeline.errors import ConfigError, DataError, NotEstimable
+from pipeline.hazard_ratio import CLUSTER_KINDS, compare_hazards, conditional_hr
 
 CI_TYPES = ("log-log", "log", "plain")
 _TOL = np.sqrt(np.finfo(float).eps)   # R: sqrt(.Machine$double.eps)
 _Z95 = float(stats.norm.ppf(0.975))
-COMMON_OUTCOME = 0.15                  # VanderWeele & Ding: convert HR to RR above this
+TAU_RULE = "smaller of the arms' largest follow-up times"
 
 
 @dataclass(frozen=True)
@@ -168,8 +173,8 @@ def restricted_mean(curve: KMCurve, tau: float):
 
 
 def survival_at(curve: KMCurve, lower, upper, landmarks):
-    """S(t) and its band at each landmark, as R's summary(fit, times = landmarks);
-    None beyond the arm's last follow-up time."""
+    """S(t) and its band at each landmark, as R's summary(fit, times = landmarks). S(t) is None
+    only beyond the arm's last follow-up time (its band may also be None where R gives NA)."""
     out = {}
     for t in landmarks:
         if t > curve.time[-1]:
@@ -183,55 +188,13 @@ def survival_at(curve: KMCurve, lower, upper, landmarks):
     return out
 
 
-def logrank(time, event, treated):
-    """Unweighted two-group log-rank test (R survdiff, rho = 0): (chisq, p)."""
-    time, event = np.asarray(time, dtype=float), np.asarray(event, dtype=float)
-    grp = np.asarray(treated, dtype=bool)
-    times, idx = np.unique(time, return_inverse=True)
-    k = len(times)
-    n = np.cumsum(np.bincount(idx, minlength=k)[::-1])[::-1].astype(float)
-    n1 = np.cumsum(np.bincount(idx[grp], minlength=k)[::-1])[::-1].astype(float)
-    d = np.bincount(idx, event, k)
-    d1 = np.bincount(idx[grp], event[grp], k)
-    expected = np.sum(n1 * d / n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = np.where(n > 1, n1 * (n - n1) * d * (n - d) / (n * n * (n - 1)), 0.0)
-    chisq = float((d1.sum() - expected) ** 2 / var.sum())
-    return chisq, float(stats.chi2.sf(chisq, 1))
-
-
-def e_value(hr, lower, upper, common_outcome: bool):
-    """E-value of a hazard ratio and of its CI limit nearer 1 (VanderWeele & Ding 2017)."""
-    def as_rr(h):
-        if not common_outcome:
-            return h
-        return (1 - 0.5 ** np.sqrt(h)) / (1 - 0.5 ** np.sqrt(1 / h))
-
-    def evalue_of_rr(rr):
-        rr = 1 / rr if rr < 1 else rr
-        return float(rr + np.sqrt(rr * (rr - 1)))
-
-    if lower <= 1 <= upper:
-        ci = 1.0
-    else:
-        ci = evalue_of_rr(as_rr(upper if hr < 1 else lower))
-    return {"point": evalue_of_rr(as_rr(hr)), "ci": ci}
-
-
 BOOTSTRAP_CHUNK = 32
 """Resamples drawn and summarised together; chunk c draws from default_rng([seed, c]), so the
 replicates do not depend on how they are split over jobs."""
 
 
-def bootstrap_median_difference(time, event, treated, weight, cluster, *, replicates, seed,
-                                sets=None, chunk=BOOTSTRAP_CHUNK):
-    """Percentile 95% CI of median(treated) - median(control), resampling matched sets.
-
-    Returns (lower, upper, number of resamples with an undefined difference); see
-    bootstrap_differences for the resampling.
-    """
-    return percentile_interval(bootstrap_differences(
-        time, event, treated, weight, cluster, replicates=replicates, seed=seed, sets=sets, chunk=chunk))
+BOOTSTRAP_FIELDS = ("median_difference", "rmst_difference")
+"""What each bootstrap resample records (the fields of bootstrap_differences' structured array)."""
 
 
 def bootstrap_shard(replicates: int, shards: int, shard: int, chunk: int = BOOTSTRAP_CHUNK) -> range:
@@ -241,9 +204,10 @@ def bootstrap_shard(replicates: int, shards: int, shard: int, chunk: int = BOOTS
     return range(shard * n_chunks // shards, (shard + 1) * n_chunks // shards)
 
 
-def bootstrap_differences(time, event, treated, weight, cluster, *, replicates, seed, sets=None,
+def bootstrap_differences(time, event, treated, weight, cluster, *, tau, replicates, seed, sets=None,
                           chunk=BOOTSTRAP_CHUNK, chunks=None) -> np.ndarray:
-    """median(treated) - median(control) of each resample in `chunks` (default: all of them).
+    """Treated minus control median and RMST (to ``tau``) of each resample in `chunks` (default:
+    all of them), as a structured array with the fields BOOTSTRAP_FIELDS.
 
     The resampled units are the distinct ``cluster`` values, or, with ``sets`` = (row, set_id)
     membership pairs (matching with replacement: a control row may be in several sets), the
@@ -252,7 +216,7 @@ def bootstrap_differences(time, event, treated, weight, cluster, *, replicates, 
     A resample's median that is not reached counts as +infinity (beyond follow-up), so a
     difference can be infinite or undefined (NaN). Each resample is a vector of set
     multiplicities, so the arms' weighted at-risk and event totals per distinct time for a chunk
-    of resamples are one sparse (time x set) product.
+    of resamples are one sparse (time x set) product; both statistics come from the same curves.
     """
     time, event, weight = (np.asarray(a, dtype=float) for a in (time, event, weight))
     treated = np.asarray(treated, dtype=bool)
@@ -270,16 +234,22 @@ def bootstrap_differences(time, event, treated, weight, cluster, *, replicates, 
     width = min(chunk, replicates)
     tallies = np.empty((width, n_sets), dtype=np.int32)   # reused: no fresh pages per chunk
     counts = np.empty((n_sets, width))
-    diffs = []
+    parts = []
     for c in chunks:
         b = min(chunk, replicates - c * chunk)
         drawn = np.random.default_rng([seed, c]).integers(0, n_sets, size=(b, n_sets))
         _count_draws(drawn, tallies[:b], counts[:, :b])
         totals = design.dot(counts[:, :b])
-        treated_median = _median_columns(times, totals[:k], totals[k:2 * k])
-        control_median = _median_columns(times, totals[2 * k:3 * k], totals[3 * k:])
-        diffs.append(treated_median - control_median)
-    return np.concatenate(diffs) if diffs else np.empty(0)
+        part = np.empty(b, dtype=[(name, float) for name in BOOTSTRAP_FIELDS])
+        treated_surv = _km_columns(totals[:k], totals[k:2 * k])
+        control_surv = _km_columns(totals[2 * k:3 * k], totals[3 * k:])
+        with np.errstate(invalid="ignore"):          # both medians not reached: undefined (NaN)
+            part["median_difference"] = (_median_columns(times, totals[:k], treated_surv)
+                                         - _median_columns(times, totals[2 * k:3 * k], control_surv))
+        part["rmst_difference"] = (_rmst_columns(times, treated_surv, tau)
+                                   - _rmst_columns(times, control_surv, tau))
+        parts.append(part)
+    return np.concatenate(parts) if parts else np.empty(0, dtype=[(n, float) for n in BOOTSTRAP_FIELDS])
 
 
 def percentile_interval(diffs: np.ndarray):
@@ -324,15 +294,26 @@ def _set_shares(treated, cluster, sets):
     return rows, set_codes, raw / np.bincount(rows, raw, n)[rows]
 
 
-def _median_columns(times, at_time, events):
+def _km_columns(at_time, events):
+    """KM survival per column (resample) on the pooled time grid: flat where the arm has no event."""
+    n_risk = np.cumsum(at_time[::-1], axis=0)[::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hazard = np.where(events > 0, events / n_risk, 0.0)
+    return np.cumprod(1.0 - hazard, axis=0)
+
+
+def _rmst_columns(times, surv, tau):
+    """Area under each column's KM step curve up to tau, as R's survmean: S = 1 before the first
+    time, S(t_j) on [t_j, t_j+1), the last value carried flat to tau."""
+    ends = np.minimum(np.append(times[1:], np.inf), tau)
+    return min(times[0], tau) + np.maximum(ends - times, 0.0) @ surv
+
+
+def _median_columns(times, at_time, surv):
     """KM median per column (resample) on the pooled time grid, R's quantile rule.
 
     Weights are positive, so a time with weight at risk is a time the arm was observed at.
     """
-    n_risk = np.cumsum(at_time[::-1], axis=0)[::-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hazard = np.where(events > 0, events / n_risk, 0.0)
-    surv = np.cumprod(1.0 - hazard, axis=0)
     first = _first_true(surv <= 0.5 + _TOL)
     second = _first_true(surv <= 0.5 - _TOL)
     observed = at_time > 0
@@ -349,46 +330,55 @@ def _first_true(mask):
     return np.where(mask.any(axis=0), np.argmax(mask, axis=0), -1)
 
 
-def compare_survival(time, event, treated, weight, cluster, *, tau: float, landmarks: list[float],
-                     ci: str = "log-log", bootstrap: int = 1000, seed: int = 0,
-                     time_unit: str = "months", pair_strata=None, bootstrap_sets=None,
-                     bootstrap_replicates=None) -> dict:
-    """The survival stage on the matched sample: a JSON-ready dict with CONTRACT.md's
-    survival.json keys (plus survival_at_ci, conditional_hr, n_bootstrap, ...).
+def rmst_horizon(time, treated, configured=None) -> tuple[float, str]:
+    """(tau, rule): the configured RMST horizon, or by default the smaller of the two arms'
+    largest follow-up times (survRM2's rule: beyond it one arm's curve is not observed)."""
+    if configured is not None:
+        return float(configured), "configured"
+    time, treated = np.asarray(time, dtype=float), np.asarray(treated, dtype=bool)
+    _check_arms(treated)
+    return float(min(time[treated].max(), time[~treated].max())), TAU_RULE
 
-    ``cluster`` is the matched set (without replacement) or the patient (with replacement): the
-    Cox robust variance is clustered on it. The median-difference bootstrap resamples the
-    distinct ``cluster`` values, or, with ``bootstrap_sets`` = (row index, set id) pairs from
-    pairs.csv (matching with replacement), the matched sets (see bootstrap_median_difference).
-    ``bootstrap_replicates``: the differences already computed by bootstrap jobs
-    (bootstrap_differences over bootstrap_shard chunks, gathered in order), instead of drawing here.
+
+def compare_survival(time, event, treated, weight, cluster, *, tau: float | None = None,
+                     landmarks: list[float], ci: str = "log-log", bootstrap: int = 1000, seed: int = 0,
+                     time_unit: str = "months", cluster_kind: str = "matched set", pair_strata=None,
+                     bootstrap_sets=None, bootstrap_replicates=None) -> dict:
+    """The survival stage on the matched sample: a JSON-ready dict with CONTRACT.md's
+    survival.json keys (plus test, score_tests, warnings, conditional_hr, ...).
+
+    ``cluster`` is the matched set (without replacement) or the patient (with replacement), as
+    ``cluster_kind`` says: the Cox robust variance and the robust score test are clustered on it.
+    ``tau``: the configured RMST horizon, None for the default (rmst_horizon).
+    The bootstrap (median and RMST differences) resamples the distinct ``cluster`` values, or,
+    with ``bootstrap_sets`` = (row index, set id) pairs from pairs.csv (matching with
+    replacement), the matched sets (see bootstrap_differences). ``bootstrap_replicates``: the
+    resamples already computed by bootstrap jobs (bootstrap_differences over bootstrap_shard
+    chunks, gathered in order), instead of drawing here.
     ``pair_strata`` (matched-set ids) adds the pair-stratified (conditional) HR.
     The E-value treats the outcome as common when more than 15% of the matched rows have an event.
+    Raises NotEstimable only for an empty arm; anything else the data cannot estimate is null,
+    with a sentence in ``warnings``.
     """
-    _check_settings(ci, tau, landmarks)
+    _check_settings(ci, tau, landmarks, cluster_kind)
     time, event, weight, treated = _validated(time, event, weight, treated, cluster)
-    arms = {}
-    for name, mask in (("treated", treated), ("control", ~treated)):
-        arms[name] = _arm_summary(time[mask], event[mask], weight[mask], tau, landmarks, ci)
-    chisq, p_lr = logrank(time, event, treated)
-    cox = fit_cox(time, event, treated.astype(float), weight, cluster=cluster)
-    common = event.mean() > COMMON_OUTCOME
-    out = {name: summary for name, summary in arms.items()}
+    tau, tau_rule = rmst_horizon(time, treated, tau)
+    warnings = _tau_warnings(time, treated, tau, tau_rule, time_unit)
+    arms = {name: _arm_summary(time[mask], event[mask], weight[mask], tau, landmarks, ci)
+            for name, mask in (("treated", treated), ("control", ~treated))}
+    replicates = _bootstrap_replicates(time, event, treated, weight, cluster, tau, bootstrap, seed,
+                                       bootstrap_sets, bootstrap_replicates)
+    resampled = "matched sets" if bootstrap_sets is not None or cluster_kind == "matched set" else "patients"
+    out = {"estimable": True, **arms}
+    out.update(compare_hazards(time, event, treated, weight, cluster, cluster_kind, warnings))
     out.update({
-        "logrank_chisq": chisq, "logrank_p": p_lr,
-        "hr": cox.hr, "hr_lower": cox.hr_lower, "hr_upper": cox.hr_upper, "hr_p": cox.p,
-        "hr_robust_se": cox.robust_se,
-        "hr_method": "coxph(Surv ~ treated, weights, cluster = matched set, ties = efron): "
-                     "marginal HR, robust (sandwich) SE",
-        "rmst_difference": _rmst_difference(arms),
-        "median_difference": _median_difference(arms, time, event, treated, weight, cluster,
-                                                bootstrap, seed, bootstrap_sets, bootstrap_replicates),
-        "e_value": {**e_value(cox.hr, cox.hr_lower, cox.hr_upper, common),
-                    "outcome_common": bool(common)},
-        "tau": float(tau), "time_unit": time_unit, "ci": ci,
+        "rmst_difference": _rmst_difference(arms, replicates, resampled),
+        "median_difference": _median_difference(arms, replicates, seed, resampled),
+        "tau": tau, "tau_rule": tau_rule, "time_unit": time_unit, "ci": ci,
     })
     if pair_strata is not None:
-        out["conditional_hr"] = _conditional_hr(time, event, treated, weight, pair_strata)
+        out["conditional_hr"] = conditional_hr(time, event, treated, weight, pair_strata, warnings)
+    out["warnings"] = warnings
     return out
 
 
@@ -397,12 +387,14 @@ def _check_ci(ci):
         raise ConfigError(f"survival.ci must be one of {', '.join(CI_TYPES)}; got {ci!r}")
 
 
-def _check_settings(ci, tau, landmarks):
+def _check_settings(ci, tau, landmarks, cluster_kind):
     _check_ci(ci)
-    if not (_is_number(tau) and tau > 0):
-        raise ConfigError(f"survival.rmst_tau must be a positive number; got {tau!r}")
+    if tau is not None and not (_is_number(tau) and tau > 0):
+        raise ConfigError(f"survival.rmst_tau must be a positive number or null; got {tau!r}")
     if not all(_is_number(t) and t >= 0 for t in landmarks):
         raise ConfigError(f"survival.landmarks must be numbers >= 0; got {landmarks!r}")
+    if cluster_kind not in CLUSTER_KINDS:
+        raise ValueError(f"cluster_kind must be one of {CLUSTER_KINDS}; got {cluster_kind!r}")
 
 
 def _is_number(v):
@@ -426,19 +418,45 @@ def _validated(time, event, weight, treated, cluster):
         raise DataError("survival: event must be 0 or 1")
     if not np.all(weight > 0):
         raise DataError("survival: the matched sample must have weight > 0 on every row")
-    if treated.all() or not treated.any():
-        raise DataError("survival: the matched sample needs both treated and control rows")
+    _check_arms(treated)
     return time, event, weight, treated
+
+
+def _check_arms(treated):
+    for name, rows in (("treated", treated.sum()), ("control", (~treated).sum())):
+        if rows == 0:
+            raise NotEstimable(f"the matched sample has no {name} patients, so there is nothing to compare")
+
+
+def _tau_warnings(time, treated, tau, tau_rule, unit):
+    """Sentences on an RMST horizon the data do not support."""
+    if tau == 0:
+        return ["One arm's follow-up ends at time 0, so the RMST horizon is 0 and the RMSTs are not "
+                "estimated."]
+    if tau_rule != "configured":
+        return []
+    out = []
+    for name, mask in (("treated", treated), ("control", ~treated)):
+        last = time[mask].max()
+        if tau > last:
+            out.append(f"survival.rmst_tau ({tau:g} {unit}) is beyond the {name} arm's last follow-up "
+                       f"({last:g} {unit}): its RMST extends the last survival estimate flat to tau, an "
+                       "extrapolation (survRM2 refuses such a tau; by default the horizon is the "
+                       f"{TAU_RULE}).")
+    return out
 
 
 def _arm_summary(time, event, weight, tau, landmarks, ci):
     curve = kaplan_meier(time, event, weight)
     lower, upper = confidence_band(curve, ci)
     median, med_lo, med_hi = median_with_ci(curve, lower, upper)
-    rmst, rmst_se = restricted_mean(curve, tau)
+    rmst, rmst_se = restricted_mean(curve, tau) if tau > 0 else (None, None)
     at = survival_at(curve, lower, upper, landmarks)
     return {
         "n": curve.n, "events": curve.events,
+        "events_weighted": float(np.sum(weight * event)),
+        "ess": float(weight.sum() ** 2 / np.sum(weight ** 2)),
+        "last_followup": float(curve.time[-1]),
         "median": median, "median_lower": med_lo, "median_upper": med_hi,
         "rmst": rmst, "rmst_se": rmst_se,
         "survival_at": {k: v[0] for k, v in at.items()},
@@ -446,37 +464,60 @@ def _arm_summary(time, event, weight, tau, landmarks, ci):
     }
 
 
-def _rmst_difference(arms):
-    """Treated minus control; SE from the two arms' SEs as independent (as survRM2 does)."""
+def _bootstrap_replicates(time, event, treated, weight, cluster, tau, replicates, seed, sets, gathered):
+    """The resamples' differences (structured, BOOTSTRAP_FIELDS): drawn here or gathered from the
+    bootstrap jobs; None without a bootstrap."""
+    if replicates <= 0:
+        return None
+    if gathered is None:
+        return bootstrap_differences(time, event, treated, weight, cluster, tau=tau,
+                                     replicates=replicates, seed=seed, sets=sets)
+    gathered = np.asarray(gathered)
+    if gathered.dtype.names != BOOTSTRAP_FIELDS:
+        raise DataError("survival: the gathered bootstrap replicates lack the fields "
+                        f"{', '.join(BOOTSTRAP_FIELDS)}; rerun the bootstrap jobs")
+    if len(gathered) != replicates:
+        raise DataError(f"survival: {len(gathered)} gathered bootstrap replicates, expected {replicates}")
+    return gathered
+
+
+def _rmst_difference(arms, replicates, resampled):
+    """Treated minus control RMST. With bootstrap replicates the interval is their percentile
+    interval and se their SD (the matched-set resamples respect the matching); the independent
+    SE (the arms' SEs combined as if independent, as survRM2) is kept beside it."""
     t, c = arms["treated"], arms["control"]
+    if t["rmst"] is None:
+        return {"estimate": None, "lower": None, "upper": None, "se": None, "method": "not estimated",
+                "se_independent": None, "lower_independent": None, "upper_independent": None,
+                "n_bootstrap": 0}
     est = t["rmst"] - c["rmst"]
     se = float(np.hypot(t["rmst_se"], c["rmst_se"]))
-    return {"estimate": est, "se": se, "lower": est - _Z95 * se, "upper": est + _Z95 * se}
+    independent = {"se_independent": se, "lower_independent": est - _Z95 * se,
+                   "upper_independent": est + _Z95 * se}
+    if replicates is None:
+        return {"estimate": est, "lower": est - _Z95 * se, "upper": est + _Z95 * se, "se": se,
+                "method": "normal interval with the arms' SEs combined as independent (as survRM2)",
+                **independent, "n_bootstrap": 0}
+    diffs = replicates["rmst_difference"]
+    lower, upper, _ = percentile_interval(diffs)
+    return {"estimate": est, "lower": lower, "upper": upper,
+            "se": _num(np.std(diffs, ddof=1)) if len(diffs) > 1 else None,
+            "method": f"percentile interval of {len(diffs)} bootstrap resamples of the {resampled}; "
+                      "se = their standard deviation",
+            **independent, "n_bootstrap": len(diffs)}
 
 
-def _median_difference(arms, time, event, treated, weight, cluster, replicates, seed, sets, gathered):
+def _median_difference(arms, replicates, seed, resampled):
     t, c = arms["treated"]["median"], arms["control"]["median"]
     estimate = None if t is None or c is None else t - c
-    if replicates <= 0:
+    if replicates is None:
         return {"estimate": estimate, "lower": None, "upper": None, "n_bootstrap": 0}
-    if gathered is None:
-        gathered = bootstrap_differences(time, event, treated, weight, cluster, replicates=replicates,
-                                         seed=seed, sets=sets)
-    elif len(gathered) != replicates:
-        raise DataError(f"survival: {len(gathered)} gathered bootstrap replicates, expected {replicates}")
-    lower, upper, undefined = percentile_interval(np.asarray(gathered, dtype=float))
-    return {"estimate": estimate, "lower": lower, "upper": upper, "n_bootstrap": replicates,
-            "n_bootstrap_undefined": undefined, "seed": seed,
-            "resampled": "matched sets" if sets is not None else "clusters"}
-
-
-def _conditional_hr(time, event, treated, weight, pair_strata):
-    cox = fit_cox(time, event, treated.astype(float), weight, cluster=pair_strata,
-                  strata=pair_strata)
-    return {"hr": cox.hr, "lower": cox.hr_lower, "upper": cox.hr_upper, "p": cox.p,
-            "robust_se": cox.robust_se,
-            "label": "pair-stratified (conditional) HR: coxph(Surv ~ treated + strata(matched set),"
-                     " weights, cluster = matched set, ties = efron)"}
+    diffs = replicates["median_difference"]
+    lower, upper, undefined = percentile_interval(diffs)
+    return {"estimate": estimate, "lower": lower, "upper": upper, "n_bootstrap": len(diffs),
+            "n_bootstrap_undefined": undefined,
+            "n_bootstrap_without_median": int(np.sum(~np.isfinite(diffs))), "seed": seed,
+            "resampled": resampled}
 
 
 def _key(t):

@@ -61,3 +61,27 @@ def test_ready_time_outcome():
                              id_column="pid")
     assert cohort["time"].tolist() == [1.0, 3.0, 5.0]
     assert "index_year" not in cohort
+
+
+def test_minimum_days_at_risk_is_an_explicit_step():
+    registry = _registry().assign(stop=pd.to_datetime(["2000-01-01", "2000-01-03", "2000-01-01", "2000-02-01",
+                                                       "2000-01-03", "2001-01-01"]))
+    kept_all, attrition_all = build_cohort(registry, dict(ANALYSIS, cohort=[], missing="indicator"), OUTCOME,
+                                           "months", id_column="pid")
+    assert 0.0 in kept_all["time"].tolist()              # same-day follow-up is kept by default
+    assert not any("days at risk" in s["criterion"] for s in attrition_all["steps"])
+    analysis = dict(ANALYSIS, cohort=[], missing="indicator", min_days_at_risk=2)
+    cohort, attrition = build_cohort(registry, analysis, OUTCOME, "months", id_column="pid")
+    step = next(s for s in attrition["steps"] if s["criterion"] == "at least 2 days at risk")
+    assert step["excluded"] == 2                          # the two same-day patients; 2 days is kept
+    assert sorted(cohort["patient_id"]) == ["2", "5"]
+
+
+def test_a_cohort_without_an_arm_is_not_estimable_with_the_reason():
+    _, attrition = build_cohort(_registry(), ANALYSIS, OUTCOME, "days", id_column="pid")
+    assert attrition["estimable"] is False and attrition["stage"] == "cohort"
+    assert "no control patients (iat)" in attrition["reason"]
+    _, empty = build_cohort(_registry(), dict(ANALYSIS, cohort=["burden == 7"]), OUTCOME, "days", id_column="pid")
+    assert "the cohort is empty" in empty["reason"]
+    _, both = build_cohort(_registry(), dict(ANALYSIS, missing="indicator"), OUTCOME, "days", id_column="pid")
+    assert both["estimable"] is True and "reason" not in both

@@ -98,7 +98,6 @@ DEFECTS = [  # (column, bad value, reason code, text the reason must contain)
     ("tod", "", "missing_required", "death (column 'tod'): required value is missing"),
     ("fu", "01.01.2003", "followup_before_index",
      "last_followup_date (column 'fu') '01.01.2003' is before treatment_date (column 'op') '01.02.2003'"),
-    ("fu", "01.02.2003", "zero_followup", "is the same day as treatment_date (column 'op') '01.02.2003'"),
     ("tod_datum", "01.02.2008", "event_date_without_event",
      "death_date (column 'tod_datum') '01.02.2008' is given although death (column 'tod') '0'"),
 ]
@@ -232,14 +231,27 @@ def test_scale_converts_units_before_the_range_check():
     assert "'1300' is above the maximum 100 after scaling by" in quarantine.loc[0, "reason"]
 
 
-def test_ready_time_outcome_rejects_negative_and_zero_follow_up():
+def test_ready_time_outcome_rejects_negative_follow_up_and_keeps_zero():
     variables = {"patient_id": {"type": "id"}, "os_months": {"type": "numeric"}, "death": {"type": "binary"}}
     outcome = {"time": "os_months", "event": "death"}
-    rows = [["A", "12,5", "1"], ["B", "0", "0"], ["C", "-3", "1"], ["D", "", "0"]]
+    rows = [["A", "12,5", "1"], ["B", "0", "1"], ["C", "-3", "1"], ["D", "", "0"]]
     accepted, quarantine, _ = harmonize(rows, center={"read": {"decimal": ","}}, variables=variables,
                                         outcome=outcome, header=["patient_id", "os_months", "death"])
-    assert accepted["patient_id"].tolist() == ["A"]
-    assert quarantine["reason_code"].tolist() == ["zero_followup", "negative_followup", "missing_required"]
+    assert accepted["patient_id"].tolist() == ["A", "B"]
+    assert accepted["os_months"].tolist() == [12.5, 0.0]
+    assert quarantine["reason_code"].tolist() == ["negative_followup", "missing_required"]
+
+
+def test_death_on_the_day_of_treatment_is_accepted():
+    """Operative mortality is data: dropping it would bias surgery against a non-surgical arm."""
+    rows = [list(r) for r in GOOD_ROWS]
+    rows[0][HEADER.index("fu")] = rows[0][HEADER.index("op")]
+    rows[0][HEADER.index("tod")] = "1"
+    rows[0][HEADER.index("tod_datum")] = rows[0][HEADER.index("op")]
+    accepted, quarantine, summary = harmonize(rows)
+    assert quarantine.empty and summary["accepted"] == len(rows)
+    first = accepted.iloc[0]
+    assert first["last_followup_date"] == first["treatment_date"] and first["death"] == 1
 
 
 def test_unprovided_required_variable_is_a_config_error():
@@ -368,3 +380,74 @@ def test_corrupted_cells_quarantine_exactly_their_rows_naming_the_column(case):
         assert named in reasons[r + 2], (col, reasons[r + 2])
     for codes, reason in zip(quarantine["reason_code"], quarantine["reason"]):
         assert len(codes.split(";")) == len(reason.split("; "))
+
+
+# --- numbers: never changed silently (the true reason, the value exactly as written)
+
+NUMBERS = [  # (variable kind, cell, reason code or None if accepted, accepted value / text in the reason)
+    ("integer", "1e20", "number_too_large", "'1e20' is too large for an integer"),
+    ("integer", "9007199254740993", "number_too_large", "beyond ±9007199254740992, 2^53"),
+    ("integer", "-9007199254740993", "number_too_large", "too large for an integer"),
+    ("integer", "18446744073709551616", "number_too_large", "too large for an integer"),
+    ("integer", "9007199254740992", None, 2**53),
+    ("integer", "3.0000000000000001", "not_an_integer", "is not a whole number"),
+    ("integer", "1e-400", "not_an_integer", "is not a whole number"),
+    ("integer", "0x10", "not_an_integer", "is not a whole number"),
+    ("integer", "3.0", None, 3),
+    ("integer", "1e3", None, 1000),
+    ("integer", "+7", None, 7),
+    ("numeric", "1e400", "number_too_large", "'1e400' is too large to be stored as a number"),
+    ("numeric", "-1e400", "number_too_large", "too large"),
+    ("numeric", "1e-400", "number_too_small", "'1e-400' is too close to zero to be stored as a number"),
+    ("numeric", "2e-310", "number_too_small", "too close to zero"),
+    ("numeric", "0e-999", None, 0.0),
+    ("numeric", "inf", "not_a_number", "'inf' is not a number"),
+    ("numeric", "-Infinity", "not_a_number", "is not a number"),
+    ("numeric", "0x1p3", "not_a_number", "is not a number"),
+    ("numeric", "1_000", "not_a_number", "is not a number"),
+    ("numeric", "١٢", "not_a_number", "is not a number"),
+    ("numeric", "nan", None, None),  # a missing-value token
+    ("numeric", "23.79646270918913586", None, float("23.79646270918913586")),  # pandas' parser rounds it off
+    ("numeric", ".5", None, 0.5),
+    ("numeric", "5.", None, 5.0),
+    ("numeric", "-2.5E+3", None, -2500.0),
+]
+
+
+@pytest.mark.parametrize("kind, cell, code, expected", NUMBERS, ids=[f"{n[0]}-{n[1]}" for n in NUMBERS])
+def test_numbers_are_parsed_exactly_or_refused_with_the_true_reason(kind, cell, code, expected):
+    variables = {"patient_id": {"type": "id"}, "x": {"type": kind}, "os": {"type": "numeric"},
+                 "death": {"type": "binary"}}
+    header = ["patient_id", "x", "os", "death"]
+    accepted, quarantine, _ = harmonize([["A", cell, "1", "1"]], center={"read": {}}, variables=variables,
+                                        outcome={"time": "os", "event": "death"}, header=header)
+    if code is None:
+        assert quarantine.empty
+        value = accepted.loc[0, "x"]
+        assert (pd.isna(value) and expected is None) or (value == expected and type(expected)(value) == expected)
+    else:
+        assert quarantine["reason_code"].tolist() == [code]
+        assert expected in quarantine.loc[0, "reason"] and f"'{cell}'" in quarantine.loc[0, "reason"]
+
+
+def test_a_huge_integer_is_refused_with_a_decimal_comma_and_after_scaling():
+    variables = {"patient_id": {"type": "id"}, "x": {"type": "numeric"}, "os": {"type": "numeric"},
+                 "death": {"type": "binary"}}
+    center = {"read": {"decimal": ","}, "scale": {"x": 10}}
+    rows = [["A", "1,5e308", "1", "1"], ["B", "1,5", "1", "1"]]
+    accepted, quarantine, _ = harmonize(rows, center=center, variables=variables,
+                                        outcome={"time": "os", "event": "death"},
+                                        header=["patient_id", "x", "os", "death"])
+    assert accepted["x"].tolist() == [15.0]
+    assert quarantine["reason_code"].tolist() == ["number_too_large"]
+    assert "after scaling by 10" in quarantine.loc[0, "reason"]
+
+
+def test_reader_problems_replace_the_rows_other_reasons():
+    raw = raw_frame([GOOD_ROWS[0], ["P2", "??", "", "", "", "", "", "", "", "", ""], GOOD_ROWS[2]])
+    raw["source_row_end"] = raw["source_row"]
+    raw["read_problems"] = [None, (("too_few_fields", "row has 2 fields, the header has 11: short row", None),), None]
+    accepted, quarantine, summary = harmonize_center(raw, "c1", CENTER, VARIABLES, OUTCOME, "c1.csv", today=TODAY)
+    assert quarantine["reason_code"].tolist() == ["too_few_fields"]
+    assert quarantine.loc[0, "reason"] == "row has 2 fields, the header has 11: short row"
+    assert summary["reasons"] == {"too_few_fields": 1} and accepted["source_row"].tolist() == [2, 4]

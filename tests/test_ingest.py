@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import DataError
-from pipeline.ingest import read_extract, read_header
+from pipeline.ingest import RESERVED_COLUMNS, read_extract, read_header
 
 
 def write_bytes(path, text, encoding):
@@ -21,7 +21,7 @@ def test_semicolon_decimal_comma_latin1_keeps_raw_text(tmp_path):
     text = "Pat-Nr;Größe;Geschlecht;Datum\nA1;61,5;männlich;01.02.2003\nA2;n/a;weiblich;NA\n"
     path = write_bytes(tmp_path / "center.csv", text, "latin-1")
     raw = read_extract(path, {"read": {"sep": ";", "decimal": ",", "encoding": "latin-1"}})
-    assert list(raw.columns) == ["Pat-Nr", "Größe", "Geschlecht", "Datum", "source_row"]
+    assert list(raw.columns) == ["Pat-Nr", "Größe", "Geschlecht", "Datum", *RESERVED_COLUMNS]
     assert raw["Größe"].tolist() == ["61,5", "n/a"]
     assert raw["Geschlecht"].tolist() == ["männlich", "weiblich"]
     assert raw["Datum"].tolist() == ["01.02.2003", "NA"]
@@ -31,7 +31,7 @@ def test_semicolon_decimal_comma_latin1_keeps_raw_text(tmp_path):
 def test_utf8_bom_is_not_part_of_the_first_column_name(tmp_path):
     path = write_bytes(tmp_path / "bom.csv", "\ufeffpid,age\nP1,70\n", "utf-8")
     raw = read_extract(path, {})
-    assert list(raw.columns) == ["pid", "age", "source_row"]
+    assert list(raw.columns) == ["pid", "age", *RESERVED_COLUMNS]
     assert raw.loc[0, "pid"] == "P1"
 
 
@@ -47,14 +47,16 @@ def test_latin1_file_read_as_utf8_names_file_and_encoding(tmp_path):
         read_extract(path, {})
 
 
-def test_quoted_fields_and_blank_lines_keep_spreadsheet_numbering(tmp_path):
-    text = 'pid,note\nP1,"multi\nline, with comma"\n\nP3,plain\n'
+def test_records_are_numbered_by_their_first_physical_line(tmp_path):
+    text = 'pid,note\nP1,"multi\nline note"\n\nP3,plain\n'
     path = write_bytes(tmp_path / "q.csv", text, "utf-8")
     raw = read_extract(path, {})
-    # record 1 spans two lines but is spreadsheet row 2; the blank line is row 3 (kept, all blank)
-    assert raw["source_row"].tolist() == [2, 3, 4]
-    assert raw["note"].tolist() == ["multi\nline, with comma", "", "plain"]
+    # record 1 spans lines 2-3; the blank line 4 is kept (all blank, harmonize quarantines it)
+    assert raw["source_row"].tolist() == [2, 4, 5]
+    assert raw["source_row_end"].tolist() == [3, 4, 5]
+    assert raw["note"].tolist() == ["multi\nline note", "", "plain"]
     assert raw["pid"].tolist() == ["P1", "", "P3"]
+    assert raw["read_problems"].isna().all()
 
 
 def test_custom_quotechar(tmp_path):
@@ -81,9 +83,20 @@ def test_missing_file_names_the_file(tmp_path):
         read_extract(tmp_path / "nowhere.csv", {})
 
 
-def test_ragged_row_is_a_data_error_naming_the_file(tmp_path):
-    path = write_bytes(tmp_path / "bad.csv", "pid,age\nP1,7\nP2,8,9\n", "utf-8")
-    with pytest.raises(DataError, match=r"bad\.csv"):
+def test_a_directory_is_named_as_such(tmp_path):
+    (tmp_path / "extract.csv").mkdir()
+    for path in (tmp_path / "extract.csv", tmp_path):
+        with pytest.raises(DataError, match=r"is a directory, not a file"):
+            read_extract(path, {})
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("", "empty"), ("\n\n", "empty"), ("\npid,age\nP1,7\n", "first line.*is blank"),
+    ('"pid,age\nP1,7\n', "header.*quote"), ("pid,a\x00ge\nP1,7\n", "header.*control character"),
+])
+def test_file_level_problems_stop_the_read_naming_the_file(tmp_path, text, problem):
+    path = write_bytes(tmp_path / "bad.csv", text, "utf-8")
+    with pytest.raises(DataError, match=rf"bad\.csv: .*{problem}"):
         read_extract(path, {})
 
 

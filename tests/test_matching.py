@@ -182,7 +182,7 @@ def test_bad_inputs_raise_user_errors():
         match_nearest(np.array([0.0, 1.0]), np.array([True, False]), ratio=0)
     with pytest.raises(ConfigError, match="order"):
         match_nearest(np.array([0.0, 1.0]), np.array([True, False]), order="closest")
-    with pytest.raises(DataError, match="missing or infinite"):
+    with pytest.raises(DataError, match="missing, or infinite"):
         match_nearest(np.array([0.0, np.nan]), np.array([True, False]))
     with pytest.raises(DataError, match="values but the distance has"):
         match_nearest(np.array([0.0, 1.0]), np.array([True, False, False]))

@@ -194,3 +194,32 @@ def test_scale_only_for_numbers_and_positive(study):
     assert check_registry_config(config, workdir) == [
         "registry.centers.a (a.csv): scale.treatment: only numeric and integer variables can be scaled",
         "registry.centers.a (a.csv): scale.age: expected a positive number, got 0"]
+
+
+def test_a_directory_given_as_extract(study):
+    config, workdir = study
+    (workdir / "extracts").mkdir()
+    config["registry"]["centers"]["b"]["path"] = "extracts"
+    assert check_registry_config(config, workdir) == [
+        f"registry.centers.b (extracts): is a directory, not a file (looked at {workdir / 'extracts'}); give the "
+        "extract file's path"]
+
+
+def test_a_utf8_header_declared_latin1_says_which_encoding_holds_the_mapped_column(study):
+    config, workdir = study
+    (workdir / "a.csv").write_bytes("pid;tx;op;Größe;fu;tod;functional\nP1;RES;01.02.2003;61,5;01.02.2008;0;1\n"
+                                    .encode("utf-8"))
+    center = config["registry"]["centers"]["a"]
+    center["read"]["encoding"] = "latin-1"
+    center["columns"] = {**{k: v for k, v in center["columns"].items() if k != "alter"}, "Größe": "age"}
+    assert check_registry_config(config, workdir) == [
+        "registry.centers.a (a.csv): mapped column 'Größe' is not in the file's header",
+        "registry.centers.a (a.csv): read.encoding is latin-1, but the file is UTF-8: read as UTF-8 its header "
+        "holds the mapped column 'Größe'; set read.encoding: utf-8"]
+
+
+def test_a_latin1_header_declared_utf8_names_the_byte(study):
+    config, workdir = study
+    (workdir / "a.csv").write_bytes("pid;tx;op;Größe;fu;tod;functional\n".encode("latin-1"))
+    [message] = check_registry_config(config, workdir)
+    assert message.startswith("registry.centers.a (a.csv): ") and "not valid utf-8 text (byte 0xf6)" in message

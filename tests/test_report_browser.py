@@ -37,7 +37,7 @@ def test_analysis_report_shows_its_key_elements(browser, demo, tmp_path):
     page = open_page(browser, demo / "asymptomatic_high_burden/report.html", tmp_path)
     headline = page.locator("#headline")
     assert headline.is_visible()
-    assert headline.inner_text().startswith("Median survival: resection")
+    assert headline.inner_text().startswith("Median overall survival: resection")
     for element in ("#flow", "#table1", "#balance", "#survival", "#effects", "#power"):
         assert page.locator(element).is_visible(), element
     images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.naturalWidth, i.naturalHeight])")

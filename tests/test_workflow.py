@@ -102,7 +102,7 @@ def _km_lowest_survival(time: np.ndarray, event: np.ndarray) -> float:
 def test_report_has_the_headline_and_no_patient_ids(demo):
     for analysis in analyses():
         page = (demo / analysis / "report.html").read_text()
-        assert "Median survival: resection" in page and " vs IAT " in page
+        assert "Median overall survival: resection" in page and " vs IAT " in page
         ids = pd.read_parquet(demo / analysis / "cohort.parquet")["patient_id"]
         assert not [i for i in ids if not i.isdigit() and i in page]
         assert "http://" not in page.replace("http://www.w3.org", "") and "<script src" not in page
@@ -234,6 +234,8 @@ def test_second_study_with_replacement(second_study):
     assert reused.max() > 1
     survival = json.loads((second_study / "with_replacement/survival.json").read_text())
     assert survival["treated"]["n"] == (matched["group"] == "treated").sum()
+    assert survival["test"]["method"] == "robust_score" and survival["test"]["cluster"] == "patient"
+    assert survival["hr_cluster"] == "patient"
     summary = json.loads((second_study / "registry/ingest_summary.json").read_text())
     assert summary["total"]["rows_read"] == 600 == summary["total"]["accepted"]
 
@@ -284,7 +286,9 @@ def test_bootstrap_split_over_jobs_gives_the_same_result(second_study):
     whole = json.loads((second_study / "two_to_one_exact/survival.json").read_text())
     split = json.loads((second_study / "two_to_one_exact_split/survival.json").read_text())
     assert split["median_difference"] == whole["median_difference"]
+    assert split["rmst_difference"] == whole["rmst_difference"]
     assert split["median_difference"]["lower"] is not None
+    assert split["rmst_difference"]["n_bootstrap"] == 50
     log = second_study / "logs/two_to_one_exact_split"
     assert sorted(p.name for p in log.glob("bootstrap_*.log")) == ["bootstrap_0.log", "bootstrap_1.log",
                                                                    "bootstrap_2.log"]

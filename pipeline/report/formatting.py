@@ -1,7 +1,18 @@
-"""Number formatting and disclosure control shared by every aggregate output."""
+"""Number formatting, disclosure control and the sentences every report shares (headline, labels)."""
 from __future__ import annotations
 
 import math
+
+from pipeline.propensity import MISSING_SUFFIX
+
+DEFAULT_ENDPOINT = "overall survival"
+"""outcome.name's default (the schema's): it sits in a oneOf branch, which fill_defaults does not
+reach, so the reports apply it where they read the name (endpoint_name)."""
+
+TEST_NAMES = {"logrank": "log-rank", "robust_score": "robust score test"}   # as in "log-rank p = 0.78"
+TEST_FULL_NAMES = {"logrank": "log-rank test", "robust_score": "robust score test"}
+BINARY_LEVELS = {"1": "yes", "0": "no", "1.0": "yes", "0.0": "no", "True": "yes", "False": "no"}
+CLUSTER_PLURAL = {"matched set": "matched sets", "patient": "patients"}
 
 
 def count(n, min_cell: int) -> str:
@@ -12,10 +23,22 @@ def count(n, min_cell: int) -> str:
     return f"<{min_cell}" if 0 < n < min_cell else str(n)
 
 
+def weighted_count(value, rows, min_cell: int) -> str:
+    """A weighted count to one decimal; "<min_cell" when it rests on 1 to min_cell - 1 rows."""
+    if value is None or rows is None:
+        return "–"
+    return f"<{min_cell}" if 0 < rows < min_cell else f"{value:.1f}"
+
+
 def number(x, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "NR"
     return f"{x:.{digits}f}"
+
+
+def time_value(t) -> str:
+    """A time point as a reader writes it: 60, 48.2."""
+    return f"{t:.0f}" if float(t).is_integer() else f"{t:.1f}"
 
 
 def p_value(p) -> str:
@@ -30,28 +53,152 @@ def p_clause(p) -> str:
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
+def ci_range(lower, upper, digits: int = 1) -> str:
+    """'10.1–15.0'; with a negative bound '-2.0 to 7.4' (a dash would read as a minus sign)."""
+    negative = any(b is not None and b < 0 for b in (lower, upper))
+    return f"{number(lower, digits)}{' to ' if negative else '–'}{number(upper, digits)}"
+
+
 def estimate_ci(est, lower, upper, digits: int = 1) -> str:
     """'12.3 (95% CI 10.1–15.0)'; a bound that is not reached reads NR."""
-    return f"{number(est, digits)} (95% CI {number(lower, digits)}–{number(upper, digits)})"
+    return f"{number(est, digits)} (95% CI {ci_range(lower, upper, digits)})"
 
 
 def arm_median(arm: dict, time_unit: str) -> str:
+    ci = ci_range(arm["median_lower"], arm["median_upper"])
     if arm["median"] is None:
-        return f"not reached (95% CI {number(arm['median_lower'])}–{number(arm['median_upper'])})"
-    return (f"{number(arm['median'])} {time_unit} "
-            f"(95% CI {number(arm['median_lower'])}–{number(arm['median_upper'])})")
+        return f"not reached (95% CI {ci})"
+    return f"{number(arm['median'])} {time_unit} (95% CI {ci})"
 
 
-def headline(survival: dict, labels: dict) -> str:
-    """The analysis's one-sentence result, as a reader would quote it."""
+def endpoint_name(config: dict) -> str:
+    """The endpoint's name (outcome.name), e.g. 'overall survival'."""
+    return (config.get("outcome") or {}).get("name") or DEFAULT_ENDPOINT
+
+
+def is_estimable(result: dict | None) -> bool:
+    """A stage's JSON result could be estimated (results without the key predate the flag)."""
+    return result is not None and result.get("estimable", True) is not False
+
+
+def not_estimable_text(result: dict) -> str:
+    """'Not estimable: <reason> (stage: match)'."""
+    stage = f" (stage: {result['stage']})" if result.get("stage") else ""
+    return f"Not estimable: {result.get('reason') or 'no reason recorded'}{stage}"
+
+
+def test_clause(survival: dict) -> str:
+    """The test the headline uses, in running text: 'log-rank p = 0.78', 'robust score test p = 0.03',
+    'log-rank test not estimable' (files without `test` used the log-rank)."""
+    test = survival.get("test", {"method": "logrank", "p": survival.get("logrank_p")}) or {}
+    method = test.get("method")
+    if test.get("p") is None:
+        return f"{TEST_FULL_NAMES.get(method, 'test')} not estimable"
+    return f"{TEST_NAMES.get(method, method)} {p_clause(test['p'])}"
+
+
+def hr_clause(survival: dict) -> str:
+    if survival.get("hr") is None:
+        return "HR not estimable"
+    return f"HR {number(survival['hr'], 2)} ({ci_range(survival['hr_lower'], survival['hr_upper'], 2)})"
+
+
+def hr_cluster(survival: dict) -> str:
+    """What the HR's robust SE is clustered on, in the plural ('matched sets', 'patients')."""
+    cluster = survival.get("hr_cluster") or "matched set"
+    return CLUSTER_PLURAL.get(cluster, cluster)
+
+
+def landmark_both_arms(survival: dict):
+    """The last landmark (key) at which both arms' survival is estimable, or None."""
+    both = [k for k, v in survival["treated"]["survival_at"].items()
+            if v is not None and survival["control"]["survival_at"].get(k) is not None]
+    return max(both, key=float, default=None)
+
+
+def restricted_clauses(survival: dict, labels: dict) -> list[str]:
+    """What the headline says instead of a median difference when a median is not reached."""
     unit = survival["time_unit"]
-    return (f"Median survival: {labels['treated']} {arm_median(survival['treated'], unit)} vs "
-            f"{labels['control']} {arm_median(survival['control'], unit)}; "
-            f"log-rank {p_clause(survival['logrank_p'])}; "
-            f"HR {number(survival['hr'], 2)} ({number(survival['hr_lower'], 2)}–{number(survival['hr_upper'], 2)})")
+    rmst = survival["rmst_difference"]
+    clauses = [f"RMST difference to {time_value(survival['tau'])} {unit}: "
+               f"{number(rmst['estimate'])} {unit} (95% CI {ci_range(rmst['lower'], rmst['upper'])})"]
+    landmark = landmark_both_arms(survival)
+    if landmark is not None:
+        at = {arm: survival[arm]["survival_at"][landmark] for arm in ("treated", "control")}
+        shares = [f"{labels[arm]} {100 * share:.1f}%" for arm, share in at.items()]
+        clauses.append(f"survival at {time_value(float(landmark))} {unit}: {shares[0]} vs {shares[1]}")
+    return clauses
+
+
+def headline(survival: dict, labels: dict, endpoint: str = DEFAULT_ENDPOINT) -> str:
+    """The analysis's one-sentence result, as a reader would quote it."""
+    if not is_estimable(survival):
+        return not_estimable_text(survival)
+    unit = survival["time_unit"]
+    clauses = [f"Median {endpoint}: {labels['treated']} {arm_median(survival['treated'], unit)} vs "
+               f"{labels['control']} {arm_median(survival['control'], unit)}"]
+    if survival["treated"]["median"] is None or survival["control"]["median"] is None:
+        clauses += restricted_clauses(survival, labels)
+    return "; ".join(clauses + [test_clause(survival), hr_clause(survival)])
+
+
+def median_difference_text(median: dict) -> str:
+    """The bootstrap median difference; a CI limit past every resample's follow-up reads 'unbounded'."""
+    ci = _bootstrap_ci(median)
+    if median["estimate"] is None:
+        return f"no estimate (a median is not reached); {ci}"
+    return f"{number(median['estimate'])} ({ci})"
+
+
+def _bootstrap_ci(median: dict) -> str:
+    if not median.get("n_bootstrap"):
+        return "no bootstrap"
+    lower, upper = median["lower"], median["upper"]
+    if lower is not None and upper is not None:
+        return f"95% CI {ci_range(lower, upper)}"
+    without = median.get("n_bootstrap_without_median")
+    share = "" if without is None else f" ({100 * without / median['n_bootstrap']:.0f}% of resamples without a median)"
+    if lower is None and upper is None:
+        return f"95% CI unbounded{share}"
+    if lower is None:
+        return f"95% CI unbounded below to {number(upper)}{share}"
+    return f"95% CI {number(lower)} to unbounded{share}"
 
 
 def arm_labels(analysis: dict) -> dict:
     treatment = analysis["treatment"]
     labels = treatment.get("labels", {})
     return {arm: labels.get(arm, treatment[arm]) for arm in ("treated", "control")}
+
+
+def variable_label(name: str, variables: dict) -> str:
+    """A variable's display label (registry.variables.<v>.label, default its name)."""
+    return (variables.get(name) or {}).get("label") or name
+
+
+def column_label(column: str, variables: dict) -> str:
+    """A balance-table column ('grade=G2', 'ki67_missing', 'age') with its variable's label."""
+    if column in variables:
+        return variable_label(column, variables)
+    variable, sep, level = column.partition("=")
+    if sep and variable in variables:
+        return f"{variable_label(variable, variables)} = {level}"
+    stem = column.removesuffix(MISSING_SUFFIX)
+    if stem != column and stem in variables:
+        return f"{variable_label(stem, variables)} missing"
+    return column
+
+
+def level_name(variable: str, level, variables: dict) -> str:
+    """A subgroup level as a reader names it: binary 1/0 as yes/no, a number without '.0', a
+    category level as configured."""
+    if (variables.get(variable) or {}).get("type") == "binary" and str(level) in BINARY_LEVELS:
+        return BINARY_LEVELS[str(level)]
+    if isinstance(level, float) and level.is_integer():
+        return str(int(level))
+    return str(level)
+
+
+def subgroup_label(variable: str, level, variables: dict) -> str:
+    """'functional = yes'."""
+    return f"{variable_label(variable, variables)} = {level_name(variable, level, variables)}"

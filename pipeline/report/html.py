@@ -1,16 +1,27 @@
-"""Assemble the analysis and index reports from the stages' result files."""
+"""Assemble the analysis and index reports from the stages' result files.
+
+A stage that was not estimable wrote {estimable: false, reason, stage} (and placeholder tables and
+figures); the reports check `estimable` before reading any number and show the reason instead.
+"""
 from __future__ import annotations
 
 import base64
 import html
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
-from markupsafe import Markup
 import pandas as pd
+from markupsafe import Markup
 
-from pipeline.report.formatting import (arm_labels, count, estimate_ci, headline, number, p_value)
+from pipeline.report.checks import (TREATED_LOSS_THRESHOLD, estimand_moved, estimand_sentence, review_flags,
+                                    underpowered)
+from pipeline.report.formatting import (CLUSTER_PLURAL, arm_labels, column_label, count, endpoint_name,
+                                        estimate_ci, headline, hr_cluster, is_estimable, median_difference_text,
+                                        not_estimable_text, number, p_value, time_value, variable_label,
+                                        weighted_count)
+from pipeline.survival import TAU_RULE
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -26,6 +37,14 @@ CITATIONS = [
     "J Stat Softw 2011;42(8).",
     "Yao XI, et al. Reporting and guidelines in propensity score analysis. J Natl Cancer Inst 2017;109:djw323.",
 ]
+TAU_RULES = {"configured": "as configured"}
+TEST_ROWS = {"logrank": "Log-rank test (unweighted; every matching weight is 1)",
+             "robust_score": "Robust score test of the Cox model with matching weights, clustered on {cluster}"}
+TEST_METHODS = {
+    "logrank": "the log-rank test (every matching weight is 1)",
+    "robust_score": "the robust score test of the Cox model with matching weights (the matching weights are not "
+                    "all 1, which the log-rank test would ignore)",
+}
 
 
 def _environment() -> jinja2.Environment:
@@ -55,18 +74,23 @@ def html_table(frame: pd.DataFrame, table_id: str | None = None) -> Markup:
 # --- sections -----------------------------------------------------------------------------------
 
 def flow_items(ingest: dict, attrition: dict, matching: dict, labels: dict, min_cell: int) -> list[dict]:
-    """The STROBE/RECORD flow as boxes and exclusions: extracts -> accepted -> cohort steps -> matched."""
+    """The STROBE/RECORD flow as boxes and exclusions: extracts -> accepted -> cohort steps -> matched,
+    as far as the analysis got (a stage that was not estimable ends it with its reason)."""
     total = ingest["total"]
     c = lambda n: count(n, min_cell)  # noqa: E731
     items = [{"kind": "box", "text": f"Rows in {len(ingest['centers'])} center extracts: {c(total['rows_read'])}"}]
     reasons = ", ".join(f"{code}: {c(n)}" for code, n in sorted(total.get("reasons", {}).items()))
     items.append({"kind": "excl", "text": f"{c(total['quarantined'])} quarantined by validation ({reasons or 'none'})"})
     items += [{"kind": "arrow"}, {"kind": "box", "text": f"Accepted registry rows: {c(total['accepted'])}"}]
+    if not is_estimable(attrition):
+        return items + [{"kind": "arrow"}, {"kind": "stop", "text": not_estimable_text(attrition)}]
     for step in attrition["steps"]:
         items.append({"kind": "excl", "text": f"{c(step['excluded'])} ({step['reason']}: {step['criterion']})"})
         items += [{"kind": "arrow"}, {"kind": "box", "text": f"{step['criterion']}: {c(step['after'])}"}]
     items[-1]["text"] += (f" — {labels['treated']} {c(attrition['n_treated'])}, "
                           f"{labels['control']} {c(attrition['n_control'])}")
+    if not is_estimable(matching):
+        return items + [{"kind": "arrow"}, {"kind": "stop", "text": not_estimable_text(matching)}]
     discarded = matching.get("n_discarded_treated", 0) + matching.get("n_discarded_control", 0)
     if discarded:
         items.append({"kind": "excl", "text": f"{c(discarded)} outside common support (discarded)"})
@@ -78,19 +102,20 @@ def flow_items(ingest: dict, attrition: dict, matching: dict, labels: dict, min_
     return items
 
 
-def table1_display(table1: pd.DataFrame, labels: dict) -> pd.DataFrame:
-    """Table 1 with the arms' names in the headers."""
+def table1_display(table1: pd.DataFrame, labels: dict, variables: dict) -> pd.DataFrame:
+    """Table 1 with the variables' labels and the arms' names in the headers."""
     names = {"variable": "Variable", "level": "Level", "statistic": "Statistic",
              "smd_before": "SMD before", "smd_after": "SMD after"}
     for arm in ("treated", "control"):
         for when in ("before", "after"):
             names[f"{arm}_{when}"] = f"{labels[arm]}, {when}"
-    return table1.rename(columns=names)
+    shown = table1.assign(variable=table1["variable"].map(lambda v: variable_label(v, variables)))
+    return shown.rename(columns=names)
 
 
-def balance_display(balance: pd.DataFrame) -> pd.DataFrame:
+def balance_display(balance: pd.DataFrame, variables: dict) -> pd.DataFrame:
     shown = pd.DataFrame({
-        "Variable": balance["variable"],
+        "Variable": balance["variable"].map(lambda v: column_label(v, variables)),
         "SMD before": balance["smd_before"].map(lambda v: number(v, 3)),
         "SMD after": balance["smd_after"].map(lambda v: number(v, 3)),
         "VR before": balance["var_ratio_before"].map(lambda v: "" if pd.isna(v) else number(v, 2)),
@@ -102,14 +127,36 @@ def balance_display(balance: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def weights_not_unit(survival: dict) -> bool:
+    """Some matching weight is not 1: the arms' weighted events or effective sample size differ
+    from their row counts (files without these keys predate weighted reporting)."""
+    def differs(arm: dict, weighted: str, rows: str) -> bool:
+        return abs(arm.get(weighted, arm[rows]) - arm[rows]) > 1e-9
+
+    return any(differs(survival[arm], "ess", "n") or differs(survival[arm], "events_weighted", "events")
+               for arm in ("treated", "control"))
+
+
+def tau_text(survival: dict) -> str:
+    """'60 months, as configured'."""
+    rule = survival.get("tau_rule")
+    rule = f", {TAU_RULES.get(rule, rule)}" if rule else ""
+    return f"{time_value(survival['tau'])} {survival['time_unit']}{rule}"
+
+
 def survival_display(survival: dict, labels: dict, min_cell: int) -> pd.DataFrame:
     unit = survival["time_unit"]
-    rows = {"n": lambda a: count(a["n"], min_cell), "Events": lambda a: count(a["events"], min_cell),
-            f"Median ({unit}, 95% CI)": lambda a: estimate_ci(a["median"], a["median_lower"], a["median_upper"])}
-    for landmark, _ in survival["treated"]["survival_at"].items():
-        rows[f"Survival at {landmark} {unit}"] = _landmark_formatter(landmark)
-    rows[f"RMST to {number(survival['tau'], 0)} {unit} (SE)"] = (
-        lambda a: f"{number(a['rmst'])} ({number(a['rmst_se'], 2)})")
+    rows = {"n": lambda a: count(a["n"], min_cell), "Events": lambda a: count(a["events"], min_cell)}
+    if weights_not_unit(survival):
+        rows["Events, weighted"] = lambda a: weighted_count(a["events_weighted"], a["events"], min_cell)
+        rows["Effective sample size (Kish)"] = lambda a: weighted_count(a["ess"], a["n"], min_cell)
+    rows[f"Median ({unit}, 95% CI)"] = lambda a: estimate_ci(a["median"], a["median_lower"], a["median_upper"])
+    for landmark in survival["treated"]["survival_at"]:
+        rows[f"Survival at {landmark} {unit} (95% CI)"] = _landmark_formatter(landmark)
+    rows[f"RMST to {tau_text(survival)} (SE)"] = (
+        lambda a: "not estimated" if a["rmst"] is None else f"{number(a['rmst'])} ({number(a['rmst_se'], 2)})")
+    if "last_followup" in survival["treated"]:
+        rows[f"Longest follow-up ({unit})"] = lambda a: number(a["last_followup"])
     table = {"": list(rows)}
     for arm in ("treated", "control"):
         table[labels[arm]] = [fmt(survival[arm]) for fmt in rows.values()]
@@ -119,9 +166,9 @@ def survival_display(survival: dict, labels: dict, min_cell: int) -> pd.DataFram
 def _landmark_formatter(landmark: str):
     def fmt(arm: dict) -> str:
         value = arm["survival_at"].get(landmark)
-        ci = arm.get("survival_at_ci", {}).get(landmark, [None, None])
+        ci = arm.get("survival_at_ci", {}).get(landmark) or [None, None]
         if value is None:
-            return "–"
+            return "beyond follow-up"
         return f"{100 * value:.1f}% ({_pct(ci[0])}–{_pct(ci[1])})"
     return fmt
 
@@ -130,18 +177,24 @@ def _pct(x) -> str:
     return "NR" if x is None else f"{100 * x:.1f}"
 
 
+def survival_note(survival: dict) -> str:
+    if not weights_not_unit(survival):
+        return ""
+    return ("The matching weights are not all 1 (matching with replacement or a varying number of controls per "
+            "treated patient): the table gives the weighted events and the effective sample size (Kish) beside the "
+            "patient counts, and the numbers at risk under the curves are weighted.")
+
+
 def effect_display(survival: dict) -> pd.DataFrame:
-    rmst = survival["rmst_difference"]
+    unit = survival["time_unit"]
+    hr = ("not estimable" if survival["hr"] is None
+          else estimate_ci(survival["hr"], survival["hr_lower"], survival["hr_upper"], 2))
+    rows = [(f"Hazard ratio, marginal (Cox with matching weights, cluster-robust SE on {hr_cluster(survival)})",
+             hr, p_value(survival["hr_p"])), _test_row(survival)]
+    rows += _rmst_rows(survival)
     median = survival["median_difference"]
-    rows = [
-        ("Hazard ratio, marginal (Cox, cluster-robust SE on matched sets)",
-         estimate_ci(survival["hr"], survival["hr_lower"], survival["hr_upper"], 2), p_value(survival["hr_p"])),
-        ("Log-rank test (chi-square)", number(survival["logrank_chisq"], 2), p_value(survival["logrank_p"])),
-        (f"RMST difference ({survival['time_unit']})",
-         estimate_ci(rmst["estimate"], rmst["lower"], rmst["upper"]), ""),
-        (f"Median difference ({survival['time_unit']}, bootstrap over matched sets)",
-         estimate_ci(median["estimate"], median["lower"], median["upper"]), ""),
-    ]
+    rows.append((f"Median difference ({unit}, bootstrap over matched sets, {median.get('n_bootstrap', 0)} resamples)",
+                 median_difference_text(median), ""))
     conditional = survival.get("conditional_hr")
     if conditional and conditional.get("hr") is not None:
         rows.append(("Hazard ratio, conditional (stratified on matched set; secondary)",
@@ -150,8 +203,39 @@ def effect_display(survival: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Effect", "Estimate", "p"])
 
 
+def _test_row(survival: dict) -> tuple[str, str, str]:
+    """The test the headline uses: named, with how it is clustered."""
+    if "test" not in survival:
+        return "Log-rank test (chi-square)", number(survival["logrank_chisq"], 2), p_value(survival["logrank_p"])
+    test = survival["test"] or {}
+    if test.get("method") in TEST_ROWS:
+        name = TEST_ROWS[test["method"]].format(cluster=CLUSTER_PLURAL.get(test["cluster"], test["cluster"]))
+    else:
+        name = test.get("label") or "Test of no difference"
+    if test.get("p") is None:
+        return name, "not estimable", "–"
+    return f"{name} (chi-square)", f"{number(test['chisq'], 2)} (df {test['df']})", p_value(test["p"])
+
+
+def _rmst_rows(survival: dict) -> list[tuple[str, str, str]]:
+    """The RMST difference with its CI's method; beside a bootstrap CI, the CI with the arms as
+    independent samples (as survRM2) for comparison."""
+    rmst, unit = survival["rmst_difference"], survival["time_unit"]
+    title = f"RMST difference to {tau_text(survival)} ({unit})"
+    if rmst["estimate"] is None:
+        return [(title, "not estimated", "")]
+    method = f"; 95% CI: {rmst['method']}" if rmst.get("method") else ""
+    rows = [(title + method, estimate_ci(rmst["estimate"], rmst["lower"], rmst["upper"]), "")]
+    if rmst.get("n_bootstrap") and "lower_independent" in rmst:
+        rows.append(("RMST difference; 95% CI with the arms' SEs combined as independent (as survRM2), for comparison",
+                     estimate_ci(rmst["estimate"], rmst["lower_independent"], rmst["upper_independent"]), ""))
+    return rows
+
+
 def evalue_text(survival: dict) -> str:
     e = survival["e_value"]
+    if e.get("point") is None:
+        return "E-value: not estimable (no hazard ratio)."
     return (f"E-value for the hazard ratio: {number(e['point'], 2)}; for the confidence limit nearer 1: "
             f"{number(e['ci'], 2)}. An unmeasured confounder associated with both treatment and survival by a "
             f"risk ratio of this size each, beyond the measured covariates, could explain away the estimate "
@@ -165,7 +249,7 @@ def overlap_text(propensity: dict, balance_summary: dict) -> str:
             f"before and {number(100 * after['equipoise_share'], 1)}% after matching.")
 
 
-def methods_text(study: dict, analysis: dict, matching: dict, labels: dict) -> str:
+def methods_text(study: dict, analysis: dict, matching: dict, labels: dict, survival: dict) -> str:
     m = analysis["matching"]
     caliper = ("no caliper" if m["caliper"] is None else
                f"a caliper of {m['caliper']} SD of the {m['caliper_scale']} of the propensity score"
@@ -176,84 +260,139 @@ def methods_text(study: dict, analysis: dict, matching: dict, labels: dict) -> s
              "precomputed": f"the precomputed score in '{analysis['propensity'].get('column')}'"}
     steps = "; ".join(analysis["cohort"]) or "none"
     exact = f", exactly within {', '.join(m['exact'])}" if m["exact"] else ""
+    raw_width = f" (raw width {number(matching['caliper_raw'], 4)})" if matching.get("caliper_raw") is not None else ""
+    covariates = ", ".join(variable_label(v, study["registry"]["variables"]) for v in analysis["covariates"])
+    estimand = "estimand: average treatment effect in the treated"
+    if estimand_moved(matching):
+        estimand += (f"; more than {TREATED_LOSS_THRESHOLD:.0%} of the treated patients were not matched, so the "
+                     "estimate describes the matched population rather than all treated patients")
     return (
         f"Patients treated with {labels['treated']} were compared with patients treated with {labels['control']} "
-        f"(estimand: average treatment effect in the treated). Inclusion criteria: {steps}. Missing covariate "
+        f"({estimand}). Inclusion criteria: {steps}. Missing covariate "
         f"data: {analysis['missing'].replace('_', '-')}. The propensity score was estimated with "
-        f"{model[analysis['propensity']['model']]} on {', '.join(analysis['covariates'])}. Patients were matched "
+        f"{model[analysis['propensity']['model']]} on {covariates}. Patients were matched "
         f"{m['ratio']}:1 by greedy nearest-neighbour matching {'with' if m['replace'] else 'without'} replacement "
-        f"in {m['order']} order of the distance{exact}, with {caliper} (raw width "
-        f"{number(matching.get('caliper_raw'), 4)}), with MatchIt (>= 4.6) semantics; common-support discard: "
+        f"in {m['order']} order of the distance{exact}, with {caliper}{raw_width}, with MatchIt (>= 4.6) "
+        f"semantics; common-support discard: "
         f"{m['discard']}. Balance was assessed by standardized mean differences, variance ratios and eCDF "
-        f"statistics. In the matched sample, survival was estimated by weighted Kaplan-Meier "
-        f"({analysis['survival']['ci']} confidence intervals), compared by the log-rank test and a Cox model with "
-        f"matching weights and a cluster-robust variance on the matched set (marginal hazard ratio, Efron ties); "
-        f"restricted mean survival time to {analysis['survival']['rmst_tau']} {study['time_unit']}; the median "
-        f"difference by {analysis['survival']['bootstrap']} bootstrap replicates of matched sets. Seed {study['seed']}."
+        f"statistics. {survival_methods(study, analysis, survival)} Seed {study['seed']}."
     )
+
+
+def survival_methods(study: dict, analysis: dict, survival: dict) -> str:
+    """The survival part of the methods: the test, the cluster, tau's rule and the bootstraps used
+    (as configured when the survival stage was not estimable)."""
+    s, unit = analysis["survival"], study["time_unit"]
+    done = is_estimable(survival)
+    test = (survival.get("test") or {}).get("method", "logrank") if done else None
+    test_text = TEST_METHODS.get(test, "the log-rank test (the robust score test of the weighted Cox model when "
+                                       "the matching weights are not all 1)")
+    cluster = hr_cluster(survival) if done else "matched sets (patients when matching with replacement)"
+    if done:
+        tau = tau_text(survival)
+    else:
+        tau = f"the {TAU_RULE}" if s.get("rmst_tau") is None else f"{time_value(s['rmst_tau'])} {unit}"
+    rmst = survival.get("rmst_difference", {}) if done else {}
+    rmst_ci = (f", its difference with a 95% CI from {rmst['n_bootstrap']} bootstrap resamples of matched sets "
+               f"(the CI treating the arms as independent samples, as survRM2, is shown for comparison)"
+               if rmst.get("n_bootstrap") else "")
+    return (f"In the matched sample, {endpoint_name(study)} was estimated by weighted Kaplan-Meier ({s['ci']} "
+            f"confidence intervals) and compared by {test_text}; the marginal hazard ratio came from a Cox model with "
+            f"matching weights (Efron ties) and a cluster-robust (sandwich) variance clustered on {cluster}. "
+            f"Restricted mean survival time to {tau}{rmst_ci}; the median difference by {s['bootstrap']} bootstrap "
+            f"replicates of matched sets.")
 
 
 def provenance_display(provenance: dict) -> Markup:
     inputs = pd.DataFrame(provenance["inputs"]).rename(columns=str.capitalize)
-    packages = ", ".join(f"{k} {v}" for k, v in provenance["packages"].items())
-    facts = (f"<p class='muted'>Config SHA-256 <code>{provenance['config_sha256']}</code> · code "
+    packages = html.escape(", ".join(f"{k} {v}" for k, v in provenance["packages"].items()))
+    facts = (f"<p class='muted'>Config SHA-256 <code>{html.escape(provenance['config_sha256'])}</code> · code "
              f"<code>{html.escape(provenance['git_commit'])}</code> · seed {provenance['seed']}<br>{packages}</p>")
     return Markup(str(html_table(inputs)) + facts)
 
 
-# --- pages -------------------------------------------------------------------------------------
-
-def render_analysis(name: str, study: dict, results: dict, images: dict, provenance: dict) -> str:
-    """`results`: the parsed result files (attrition, propensity, matching, balance, balance_summary,
-    table1, survival, ingest); `images`: name -> PNG path."""
-    analysis = study["analyses"][name]
-    min_cell = study["report"]["min_cell"]
-    labels = arm_labels(analysis)
-    survival = results["survival"]
-    warnings = []
-    if results["balance_summary"]["failed"]:
-        warnings.append(" ".join(results["balance_summary"]["failed"]) + " Interpret the comparison with caution.")
-    warnings += [f"Propensity model: {w}" for w in results["propensity"].get("warnings", [])]
-    context = {
-        "name": name, "labels": labels, "css": (TEMPLATES / "style.css").read_text(),
-        "headline": headline(survival, labels), "warnings": warnings,
-        "flow": flow_items(results["ingest"], results["attrition"], results["matching"], labels, min_cell),
-        "table1": html_table(table1_display(results["table1"], labels), "table1"),
-        "balance": html_table(balance_display(results["balance"]), "balance"),
-        "overlap_text": overlap_text(results["propensity"], results["balance_summary"]),
-        "survival_table": html_table(survival_display(survival, labels, min_cell), "survival"),
-        "effect_table": html_table(effect_display(survival), "effects"),
-        "evalue_text": evalue_text(survival),
-        "power_text": power_text(survival),
-        "methods": methods_text(study, analysis, results["matching"], labels),
-        "citations": CITATIONS,
-        "provenance": provenance_display(provenance),
-        "images": {key: image_base64(path) for key, path in images.items()},
-        "timestamp": _timestamp(),
-    }
-    return _environment().get_template("analysis.html.j2").render(context)
-
-
-def power_text(survival: dict) -> str:
+def power_text(survival: dict, min_cell: int) -> str:
     """MDRR beside the HR, and in words what a non-significant result does and does not show."""
     power = survival.get("power")
     if not power or power["mdrr"] is None:
         return ""
+    events = count(survival["treated"]["events"] + survival["control"]["events"], min_cell)
     text = (f"Minimum detectable hazard ratio at {power['power']:.0%} power (two-sided alpha "
-            f"{power['alpha']}, {survival['treated']['events'] + survival['control']['events']} events): "
+            f"{power['alpha']}, {events} events): "
             f"{number(power['mdrr'], 2)} (or {number(1 / power['mdrr'], 2)}).")
-    if power["underpowered"] and (survival["hr_p"] is None or survival["hr_p"] >= power["alpha"]):
+    if underpowered(survival):
         text += (f" This matched sample could not reliably detect a clinically relevant hazard ratio of "
                  f"{power['relevant_hr']} (or {number(1 / power['relevant_hr'], 2)}): the non-significant result "
                  "is not evidence that the treatments are equivalent.")
     return text
 
 
+def analysis_warnings(results: dict, labels: dict, min_cell: int) -> list[str]:
+    """The orange boxes above the headline: what qualifies the numbers below."""
+    warnings = [f"{sentence} Interpret the comparison with caution."
+                for sentence in results["balance_summary"].get("failed", [])
+                if is_estimable(results["balance_summary"])]
+    if estimand_moved(results["matching"]):
+        warnings.append(estimand_sentence(results["matching"], labels["treated"], min_cell))
+    if is_estimable(results["propensity"]):
+        warnings += [f"Propensity model: {w}" for w in results["propensity"].get("warnings", [])]
+    if is_estimable(results["survival"]):
+        warnings += results["survival"].get("warnings", [])
+    return warnings
+
+
+# --- pages -------------------------------------------------------------------------------------
+
+def render_analysis(name: str, study: dict, results: dict, images: dict, provenance: dict) -> str:
+    """`results`: the parsed result files (attrition, propensity, matching, balance, balance_summary,
+    table1, survival, ingest); `images`: name -> PNG path. Sections of stages that were not
+    estimable give the reason instead of their tables and figures."""
+    analysis = study["analyses"][name]
+    min_cell = study["report"]["min_cell"]
+    labels = arm_labels(analysis)
+    survival = results["survival"]
+    context = {
+        "name": name, "labels": labels, "css": (TEMPLATES / "style.css").read_text(),
+        "headline": headline(survival, labels, endpoint_name(study)),
+        "warnings": analysis_warnings(results, labels, min_cell),
+        "flow": flow_items(results["ingest"], results["attrition"], results["matching"], labels, min_cell),
+        "design": _design_section(results, labels, study["registry"]["variables"], images),
+        "survival": _survival_section(survival, labels, min_cell, images),
+        "methods": methods_text(study, analysis, results["matching"], labels, survival),
+        "citations": CITATIONS,
+        "provenance": provenance_display(provenance),
+        "timestamp": _timestamp(),
+    }
+    return _environment().get_template("analysis.html.j2").render(context)
+
+
+def _design_section(results: dict, labels: dict, variables: dict, images: dict) -> dict:
+    summary = results["balance_summary"]
+    if not is_estimable(summary):
+        return {"missing": not_estimable_text(summary)}
+    return {"table1": html_table(table1_display(results["table1"], labels, variables), "table1"),
+            "balance": html_table(balance_display(results["balance"], variables), "balance"),
+            "overlap_text": overlap_text(results["propensity"], summary),
+            "love_plot": image_base64(images["love_plot"]), "overlap_plot": image_base64(images["overlap_plot"])}
+
+
+def _survival_section(survival: dict, labels: dict, min_cell: int, images: dict) -> dict:
+    if not is_estimable(survival):
+        return {"missing": not_estimable_text(survival)}
+    return {"table": html_table(survival_display(survival, labels, min_cell), "survival"),
+            "note": survival_note(survival),
+            "effects": html_table(effect_display(survival), "effects"),
+            "evalue_text": evalue_text(survival), "power_text": power_text(survival, min_cell),
+            "km_plot": image_base64(images["km_plot"])}
+
+
 def interaction_display(interactions: pd.DataFrame) -> pd.DataFrame:
+    dash = lambda f: lambda v: "–" if pd.isna(v) else f(v)  # noqa: E731
     return pd.DataFrame({
         "Analysis": interactions["parent"], "Subgroup variable": interactions["subgroup_variable"],
-        "Levels": interactions["levels"], "Chi-square": interactions["chisq"].map(lambda v: number(v, 2)),
-        "df": interactions["df"], "p (exploratory)": interactions["p"].map(p_value),
+        "Levels tested": interactions["levels"], "Levels not estimable": interactions["levels_not_estimable"],
+        "Chi-square": interactions["chisq"].map(dash(lambda v: number(v, 2))),
+        "df": interactions["df"].map(dash(str)), "p (exploratory)": interactions["p"].map(dash(p_value)),
     })
 
 
@@ -272,26 +411,32 @@ def centers_display(ingest: dict, min_cell: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def render_index(study: dict, ingest: dict, entries: list[dict], forest_png, interactions: pd.DataFrame) -> str:
-    """`entries`: per analysis {name, survival, attrition, matching}."""
+def index_row(study: dict, entry: dict) -> dict:
+    """One analysis in the index: sizes, headline, MDRR and the review flags."""
     min_cell = study["report"]["min_cell"]
-    rows = []
-    for entry in entries:
-        labels = arm_labels(study["analyses"][entry["name"]])
-        att, m = entry["attrition"], entry["matching"]
-        rows.append({
-            "name": entry["name"],
-            "cohort": f"{count(att['n_treated'], min_cell)} / {count(att['n_control'], min_cell)}",
-            "matched": f"{count(m['n_treated_matched'], min_cell)} / {count(m['n_controls_matched'], min_cell)}",
-            "headline": headline(entry["survival"], labels),
-            "mdrr": number(entry["survival"].get("power", {}).get("mdrr"), 2),
-        })
+    labels = arm_labels(study["analyses"][entry["name"]])
+    att, m, survival = entry["attrition"], entry["matching"], entry["survival"]
+    pair = lambda a, b: f"{count(a, min_cell)} / {count(b, min_cell)}"  # noqa: E731
+    return {
+        "name": entry["name"], "href": f"{quote(entry['name'])}/report.html",
+        "cohort": pair(att["n_treated"], att["n_control"]) if is_estimable(att) else "–",
+        "matched": pair(m["n_treated_matched"], m["n_controls_matched"]) if is_estimable(m) else "–",
+        "headline": headline(survival, labels, endpoint_name(study)),
+        "mdrr": number(survival.get("power", {}).get("mdrr"), 2) if is_estimable(survival) else "–",
+        "flags": review_flags(entry, labels["treated"], min_cell, study["registry"]["variables"]),
+    }
+
+
+def render_index(study: dict, ingest: dict, entries: list[dict], forest_png, interactions: pd.DataFrame) -> str:
+    """`entries`: per analysis {name, survival, attrition, matching, balance_summary, balance}."""
+    min_cell = study["report"]["min_cell"]
     total = ingest["total"]
-    context = {"css": (TEMPLATES / "style.css").read_text(), "analyses": rows,
+    context = {"css": (TEMPLATES / "style.css").read_text(),
+               "analyses": [index_row(study, entry) for entry in entries],
                "n_centers": len(ingest["centers"]), "rows_read": count(total["rows_read"], min_cell),
                "accepted": count(total["accepted"], min_cell), "quarantined": count(total["quarantined"], min_cell),
                "centers": html_table(centers_display(ingest, min_cell), "centers"),
-               "forest": image_base64(forest_png),
+               "forest": image_base64(forest_png), "loss_threshold": f"{TREATED_LOSS_THRESHOLD:.0%}",
                "interactions": html_table(interaction_display(interactions), "interactions")
                if len(interactions) else "",
                "timestamp": _timestamp()}

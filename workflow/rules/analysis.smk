@@ -27,7 +27,8 @@ rule cohort:
 rule propensity:
     """Fit the propensity model; the matching distance and common-support discards."""
     input:
-        "results/{analysis}/cohort.parquet",
+        cohort="results/{analysis}/cohort.parquet",
+        attrition="results/{analysis}/cohort.json",
     output:
         scores="results/{analysis}/propensity.parquet",
         summary="results/{analysis}/propensity.json",
@@ -54,6 +55,7 @@ rule match:
     input:
         cohort="results/{analysis}/cohort.parquet",
         scores="results/{analysis}/propensity.parquet",
+        propensity="results/{analysis}/propensity.json",
     output:
         matched="results/{analysis}/matched.csv",
         pairs="results/{analysis}/pairs.csv",
@@ -81,6 +83,7 @@ rule balance:
         cohort="results/{analysis}/cohort.parquet",
         scores="results/{analysis}/propensity.parquet",
         matched="results/{analysis}/matched.csv",
+        matching="results/{analysis}/matching.json",
     output:
         balance="results/{analysis}/balance.csv",
         table1="results/{analysis}/table1.csv",
@@ -113,6 +116,7 @@ rule bootstrap:
         cohort="results/{analysis}/cohort.parquet",
         matched="results/{analysis}/matched.csv",
         pairs="results/{analysis}/pairs.csv",
+        matching="results/{analysis}/matching.json",
     output:
         temp("results/{analysis}/bootstrap/{job}.npy"),
     params:
@@ -138,6 +142,7 @@ rule survival:
         cohort="results/{analysis}/cohort.parquet",
         matched="results/{analysis}/matched.csv",
         pairs="results/{analysis}/pairs.csv",
+        matching="results/{analysis}/matching.json",
         bootstrap=bootstrap_jobs,
     output:
         survival="results/{analysis}/survival.json",

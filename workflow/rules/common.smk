@@ -8,6 +8,7 @@ sys.path.insert(0, workflow.basedir)
 
 from pipeline.config import prepare_config
 from pipeline.errors import PipelineError
+from pipeline.provenance import sha256_file
 
 try:
     STUDY = prepare_config(config, Path.cwd())
@@ -27,6 +28,13 @@ wildcard_constraints:
 
 def center_extract(wildcards):
     return STUDY["registry"]["centers"][wildcards.center]["path"]
+
+
+def center_extract_sha256(wildcards):
+    """The extract's content hash, a parameter of its ingest job: Snakemake reruns a job whose
+    parameters changed, so a replaced extract is re-ingested even when its modification time is
+    older than the results (cp -p, rsync -a, unzip)."""
+    return sha256_file(center_extract(wildcards))
 
 
 def analysis_config(wildcards):

@@ -8,6 +8,7 @@ rule ingest_center:
         summary=temp("results/registry/centers/{center}.summary.json"),
     params:
         center=lambda wc: STUDY["registry"]["centers"][wc.center],
+        sha256=center_extract_sha256,
         variables=STUDY["registry"]["variables"],
         outcome=STUDY["outcome"],
     log:

@@ -47,6 +47,8 @@ rule index_report:
         survival=expand("results/{analysis}/survival.json", analysis=ANALYSES),
         attrition=expand("results/{analysis}/cohort.json", analysis=ANALYSES),
         matching=expand("results/{analysis}/matching.json", analysis=ANALYSES),
+        balance_summary=expand("results/{analysis}/balance.json", analysis=ANALYSES),
+        balance=expand("results/{analysis}/balance.csv", analysis=ANALYSES),
         reports=expand("results/{analysis}/report.html", analysis=ANALYSES),
         ingest="results/registry/ingest_summary.json",
     output:

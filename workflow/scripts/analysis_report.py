@@ -21,4 +21,4 @@ def main(smk):
     Path(smk.output[0]).write_text(page)
 
 
-run_script(main, snakemake)  # noqa: F821
+run_script(main, snakemake, propagate=False)  # noqa: F821 (reads not-estimable inputs itself)

@@ -1,13 +1,11 @@
 """Rule cohort: harmonized registry -> the analysis cohort and its attrition."""
-import pandas as pd
-
 from pipeline.cohort import build_cohort
 from pipeline.harmonize import id_variable
-from pipeline.io import run_script, write_json, write_parquet
+from pipeline.io import read_parquet, run_script, write_json, write_parquet
 
 
 def main(smk):
-    harmonized = pd.read_parquet(smk.input[0])
+    harmonized = read_parquet(smk.input[0])
     cohort, attrition = build_cohort(harmonized, smk.params.analysis, smk.params.outcome,
                                      smk.params.time_unit, id_column=id_variable(smk.params.variables))
     write_parquet(cohort, smk.output.cohort)

@@ -1,16 +1,22 @@
 """Rule ingest_center: one extract -> accepted rows, quarantined rows, counts."""
+import logging
 from pathlib import Path
 
 from pipeline.harmonize import harmonize_center
 from pipeline.ingest import read_extract
 from pipeline.io import run_script, write_json, write_parquet
+from pipeline.provenance import sha256_file
 
 
 def main(smk):
     path = Path(smk.input[0])
+    digest = sha256_file(path)   # of the bytes about to be read, for provenance
+    if digest != smk.params.sha256:
+        logging.warning("%s changed since the workflow was planned; rerun snakemake to use its new version", path)
     raw = read_extract(path, smk.params.center)
     accepted, quarantine, summary = harmonize_center(
         raw, smk.wildcards.center, smk.params.center, smk.params.variables, smk.params.outcome, str(path))
+    summary["sha256"] = digest
     write_parquet(accepted, smk.output.accepted)
     write_parquet(quarantine.astype("string"), smk.output.quarantine)
     write_json(summary, smk.output.summary)

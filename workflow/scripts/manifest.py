@@ -9,4 +9,4 @@ def main(smk):
     write_manifest(Path("results"), Path(smk.output[0]), [Path(f) for f in smk.input])
 
 
-run_script(main, snakemake)  # noqa: F821
+run_script(main, snakemake, propagate=False)  # noqa: F821 (reads not-estimable inputs itself)

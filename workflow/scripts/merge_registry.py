@@ -1,13 +1,11 @@
 """Rule merge_registry: the centers' parts -> harmonized.parquet, quarantine.csv, ingest_summary.json."""
-import pandas as pd
-
 from pipeline.harmonize import id_variable, merge_centers
-from pipeline.io import read_json, run_script, write_csv, write_json, write_parquet
+from pipeline.io import read_json, read_parquet, run_script, write_csv, write_json, write_parquet
 
 
 def main(smk):
     parts = [
-        (pd.read_parquet(accepted), pd.read_parquet(quarantine), read_json(summary))
+        (read_parquet(accepted), read_parquet(quarantine), read_json(summary))
         for accepted, quarantine, summary in zip(smk.input.accepted, smk.input.quarantine, smk.input.summary)
     ]
     harmonized, quarantine, summary = merge_centers(parts, id_column=id_variable(smk.params.variables))

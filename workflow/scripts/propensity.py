@@ -1,12 +1,11 @@
 """Rule propensity: cohort -> propensity scores, matching distance, common-support discards."""
-import pandas as pd
 
 from pipeline.analysis import propensity_stage
-from pipeline.io import run_script, write_json, write_parquet
+from pipeline.io import read_parquet, run_script, write_json, write_parquet
 
 
 def main(smk):
-    cohort = pd.read_parquet(smk.input[0])
+    cohort = read_parquet(smk.input.cohort)
     scores, summary = propensity_stage(cohort, smk.params.analysis, smk.params.variables, smk.params.seed)
     write_parquet(scores, smk.output.scores)
     write_json(summary, smk.output.summary)

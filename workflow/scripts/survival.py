@@ -6,7 +6,7 @@ import pandas as pd
 from pipeline.analysis import matched_sample, survival_stage
 from pipeline.io import read_result_csv, run_script, write_json
 from pipeline.km_plot import plot_km
-from pipeline.report.formatting import arm_labels
+from pipeline.report.formatting import arm_labels, endpoint_name
 
 
 def main(smk):
@@ -24,7 +24,9 @@ def main(smk):
         sample["time"].to_numpy(float), sample["event"].to_numpy(int), sample["treated"].to_numpy(bool),
         sample["weight"].to_numpy(float), labels=(labels["treated"], labels["control"]),
         time_unit=smk.params.time_unit, min_cell=smk.params.min_cell, path=smk.output.km_plot,
-        medians={labels[arm]: result[arm]["median"] for arm in ("treated", "control")})
+        medians={labels[arm]: result[arm]["median"] for arm in ("treated", "control")},
+        endpoint=endpoint_name(smk.config),
+        bands=analysis["survival"]["ci"] if analysis["survival"]["km_bands"] else None)
     plt.close(figure)
 
 

@@ -1,0 +1,143 @@
+"""The arms compared through their hazards, with R `survival` 3.5-3 semantics: the log-rank test
+(``survdiff``), the marginal hazard ratio of the weighted Cox model with its cluster-robust CI,
+the naive and robust score tests of HR = 1 (``summary(coxph(...))$sctest`` and ``$robscore``),
+the pair-stratified HR, the E-value, and which test the headline reports.
+
+The headline test: the log-rank when every weight is 1 (a 1:1 or full-ratio matching without
+replacement; comparable to published log-rank p-values), otherwise the robust score test, which
+uses the weights and the matching structure (clustered on the matched set, or on the patient
+when matching with replacement). The unweighted log-rank of a weighted sample tests a different
+population than the weighted curves show.
+
+What the data cannot estimate is None with a sentence appended to ``warnings``.
+"""
+import numpy as np
+from scipy import stats
+
+from pipeline.cox import fit_cox, score_tests, why_no_hazard_ratio
+
+COMMON_OUTCOME = 0.15                  # VanderWeele & Ding: convert HR to RR above this
+CLUSTER_KINDS = ("matched set", "patient")
+_ZERO_ROBUST = ("its cluster-robust variance is zero (every cluster's contributions cancel, e.g. "
+                "identical arms)")
+
+
+def logrank(time, event, treated):
+    """Unweighted two-group log-rank test (R survdiff, rho = 0): (chisq, p).
+
+    Needs an event time with both arms at risk and a survivor (why_no_hazard_ratio), else the
+    variance is 0."""
+    time, event = np.asarray(time, dtype=float), np.asarray(event, dtype=float)
+    grp = np.asarray(treated, dtype=bool)
+    times, idx = np.unique(time, return_inverse=True)
+    k = len(times)
+    n = np.cumsum(np.bincount(idx, minlength=k)[::-1])[::-1].astype(float)
+    n1 = np.cumsum(np.bincount(idx[grp], minlength=k)[::-1])[::-1].astype(float)
+    d = np.bincount(idx, event, k)
+    d1 = np.bincount(idx[grp], event[grp], k)
+    expected = np.sum(n1 * d / n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.where(n > 1, n1 * (n - n1) * d * (n - d) / (n * n * (n - 1)), 0.0)
+    chisq = float((d1.sum() - expected) ** 2 / var.sum())
+    return chisq, float(stats.chi2.sf(chisq, 1))
+
+
+def e_value(hr, lower, upper, common_outcome: bool):
+    """E-value of a hazard ratio and of its CI limit nearer 1 (VanderWeele & Ding 2017)."""
+    def as_rr(h):
+        if not common_outcome:
+            return h
+        return (1 - 0.5 ** np.sqrt(h)) / (1 - 0.5 ** np.sqrt(1 / h))
+
+    def evalue_of_rr(rr):
+        rr = 1 / rr if rr < 1 else rr
+        return float(rr + np.sqrt(rr * (rr - 1)))
+
+    if lower <= 1 <= upper:
+        ci = 1.0
+    else:
+        ci = evalue_of_rr(as_rr(upper if hr < 1 else lower))
+    return {"point": evalue_of_rr(as_rr(hr)), "ci": ci}
+
+
+def compare_hazards(time, event, treated, weight, cluster, cluster_kind: str, warnings: list) -> dict:
+    """survival.json's hazard keys: log-rank, headline test, score tests, marginal HR, E-value.
+
+    Arrays already validated (compare_survival); ``cluster`` is the matched set or the patient,
+    as ``cluster_kind`` says.
+    """
+    missing = why_no_hazard_ratio(time, event, treated)
+    tests_defined = missing is None or missing.tests_defined
+    if missing is not None:
+        also = "" if tests_defined else " (nor the log-rank and score tests)"
+        warnings.append(f"The hazard ratio is not estimated{also}: {missing.reason}.")
+    logrank_chisq, logrank_p = logrank(time, event, treated) if tests_defined else (None, None)
+    naive, robust = _score_chisqs(time, event, treated, weight, cluster, tests_defined, warnings)
+    return {
+        "logrank_chisq": logrank_chisq, "logrank_p": logrank_p,
+        "test": _headline_test(weight, cluster_kind, logrank_chisq, robust),
+        "score_tests": {"naive_chisq": naive, "naive_p": _chisq_p(naive),
+                        "robust_chisq": robust, "robust_p": _chisq_p(robust), "cluster": cluster_kind},
+        **_marginal_hr(time, event, treated, weight, cluster, cluster_kind, missing is None, warnings),
+    }
+
+
+def _score_chisqs(time, event, treated, weight, cluster, defined, warnings):
+    """(naive, robust) score chi-squares of HR = 1, None where undefined."""
+    if not defined:
+        return None, None
+    scores = score_tests(time, event, treated.astype(float), weight, cluster=cluster)
+    if scores.robust_chisq is None:
+        warnings.append(f"The robust score test is undefined: {_ZERO_ROBUST}.")
+    return scores.naive_chisq, scores.robust_chisq
+
+
+def _marginal_hr(time, event, treated, weight, cluster, cluster_kind, estimable, warnings):
+    common = event.mean() > COMMON_OUTCOME
+    out = dict.fromkeys(("hr", "hr_lower", "hr_upper", "hr_p", "hr_robust_se"))
+    evalue = {"point": None, "ci": None}
+    if estimable:
+        cox = fit_cox(time, event, treated.astype(float), weight, cluster=cluster)
+        out.update(hr=cox.hr, hr_lower=cox.hr_lower, hr_upper=cox.hr_upper, hr_p=cox.p,
+                   hr_robust_se=cox.robust_se)
+        if cox.robust_se is None:
+            warnings.append(f"The hazard ratio has no confidence interval or p-value: {_ZERO_ROBUST}.")
+        else:
+            evalue = e_value(cox.hr, cox.hr_lower, cox.hr_upper, common)
+    return {
+        **out, "hr_cluster": cluster_kind,
+        "hr_method": f"coxph(Surv ~ treated, weights, cluster = {cluster_kind}, ties = efron): "
+                     "marginal HR, robust (sandwich) SE",
+        "e_value": {**evalue, "outcome_common": bool(common)},
+    }
+
+
+def _headline_test(weight, cluster_kind, logrank_chisq, robust_chisq):
+    """The test the headline reports (see the module docstring)."""
+    if np.all(weight == 1):
+        return {"method": "logrank", "label": "log-rank test (unweighted; every weight is 1)",
+                "chisq": logrank_chisq, "df": 1, "p": _chisq_p(logrank_chisq), "cluster": None}
+    return {"method": "robust_score",
+            "label": f"robust score test of the weighted Cox model, clustered on {cluster_kind}",
+            "chisq": robust_chisq, "df": 1, "p": _chisq_p(robust_chisq), "cluster": cluster_kind}
+
+
+def _chisq_p(chisq):
+    return None if chisq is None else float(stats.chi2.sf(chisq, 1))
+
+
+def conditional_hr(time, event, treated, weight, pair_strata, warnings: list) -> dict:
+    """The pair-stratified (conditional) HR, clustered on the matched set (secondary)."""
+    label = ("pair-stratified (conditional) HR: coxph(Surv ~ treated + strata(matched set),"
+             " weights, cluster = matched set, ties = efron)")
+    missing = why_no_hazard_ratio(time, event, treated, strata=pair_strata)
+    if missing is not None:
+        warnings.append(f"The pair-stratified hazard ratio is not estimated: {missing.reason} "
+                        "(within the matched sets).")
+        return {"hr": None, "lower": None, "upper": None, "p": None, "robust_se": None, "label": label}
+    cox = fit_cox(time, event, treated.astype(float), weight, cluster=pair_strata, strata=pair_strata)
+    if cox.robust_se is None:
+        warnings.append(f"The pair-stratified hazard ratio has no confidence interval or p-value: "
+                        f"{_ZERO_ROBUST}.")
+    return {"hr": cox.hr, "lower": cox.hr_lower, "upper": cox.hr_upper, "p": cox.p,
+            "robust_se": cox.robust_se, "label": label}
