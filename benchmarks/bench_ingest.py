@@ -106,8 +106,8 @@ def malformed(data: bytes, every: int = 5000) -> bytes:
 
 def run_case(folder: Path, fmt: str) -> dict:
     """One case in this process: read + harmonize timings, rows accepted."""
-    from pipeline.harmonize import harmonize_center
-    from pipeline.ingest import read_extract
+    from pipeline.ingest.harmonize import harmonize_center
+    from pipeline.ingest.extract import read_extract
 
     center = CASES[fmt]
     t0 = time.perf_counter()

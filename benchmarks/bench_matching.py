@@ -1,6 +1,6 @@
-"""Benchmark: pipeline.matching.match_nearest against causalml's NearestNeighborMatch.
+"""Benchmark: pipeline.design.matching.nearest.match_nearest against causalml's NearestNeighborMatch.
 
-    cd /work/main && /work/venv/bin/python benchmarks/bench_matching.py [--sizes 10000 100000 1000000]
+    .venv/bin/python benchmarks/bench_matching.py [--sizes 10000 100000 1000000]
 
 Synthetic registries with 40% treated units and a logit-PS distance (treated ~ N(0.5, 1), controls
 ~ N(0, 1)); matching 1:1 and 3:1 without replacement, caliper 0.2 SD of the logit PS. Every case
@@ -50,7 +50,7 @@ def peak_rss_mb() -> float:
 
 def run_pipeline(ps, treated, ratio, repeats):
     sys.path.insert(0, str(ROOT))
-    from pipeline.matching import distance_from_ps, match_nearest
+    from pipeline.design.matching.nearest import distance_from_ps, match_nearest
 
     distance = distance_from_ps(ps, "logit")
     t0 = time.perf_counter()

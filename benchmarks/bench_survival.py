@@ -28,8 +28,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.cox import fit_cox  # noqa: E402
-from pipeline.survival import compare_survival  # noqa: E402
+from pipeline.outcome.cox import fit_cox  # noqa: E402
+from pipeline.outcome.survival import compare_survival  # noqa: E402
 
 LIFELINES_COX_MAX = 100_000
 R_SCRIPT = r"""

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.balance import balance_failed, balance_table, ecdf_differences, weighted_variance
-from pipeline.diagnostic_plots import love_plot, overlap_plot
+from pipeline.design.balance import balance_failed, balance_table, ecdf_differences, weighted_variance
+from pipeline.report.diagnostic_plots import love_plot, overlap_plot
 from pipeline.errors import DataError
-from pipeline.table_one import table_one, weighted_quantiles
+from pipeline.design.table_one import table_one, weighted_quantiles
 
 REFERENCE = Path(__file__).parent / "reference"
 FIXTURES = {

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.cohort import build_cohort
+from pipeline.design.cohort import build_cohort
 
 ANALYSIS = {
     "treatment": {"column": "treatment", "treated": "resection", "control": "iat"},

@@ -1,7 +1,7 @@
 """Config validation: schema errors and semantic problems come back as one readable ConfigError."""
 import pytest
 
-from pipeline.config import (analysis_columns, analysis_problems, expand_analyses, fill_defaults, load_schema,
+from pipeline.config.validate import (analysis_columns, analysis_problems, expand_analyses, fill_defaults, load_schema,
                              prepare_config)
 from pipeline.errors import ConfigError
 from tests.conftest import REPO

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from pipeline.cox import fit_cox, score_tests, why_no_hazard_ratio
-from pipeline.hazard_ratio import logrank
+from pipeline.outcome.cox import fit_cox, score_tests, why_no_hazard_ratio
+from pipeline.outcome.hazard_ratio import logrank
 
 
 def test_naive_score_test_without_ties_is_the_log_rank_test():

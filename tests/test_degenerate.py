@@ -3,11 +3,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.analysis import balance_stage, match_stage, matching_distance, propensity_stage
-from pipeline.balance import balance_table, constant_covariates
+from pipeline.design.stages import balance_stage, match_stage, matching_distance, propensity_stage
+from pipeline.design.balance import balance_table, constant_covariates
 from pipeline.errors import NotEstimable
 from pipeline.io import estimable_record, upstream_not_estimable, write_json, write_not_estimable
-from pipeline.propensity import fit_propensity, separating_covariates
+from pipeline.design.propensity.models import fit_propensity, separating_covariates
 
 VARIABLES = {"age": {"type": "numeric"}, "ecog": {"type": "integer"}, "male": {"type": "binary"},
              "grade": {"type": "category", "levels": ["G1", "G2", "G3"]}}

@@ -1,14 +1,14 @@
 """The documentation stands alone and follows the schema."""
 import re
 
-from pipeline.config import load_schema
-from pipeline.config_docs import render
+from pipeline.config.validate import load_schema
+from pipeline.config.docs import render
 from tests.conftest import REPO
 
 
 def test_config_page_is_generated_from_the_schema():
     assert (REPO / "docs/config.md").read_text() == render(load_schema()), (
-        "docs/config.md is stale: python -m pipeline.config_docs > docs/config.md")
+        "docs/config.md is stale: python -m pipeline.config.docs > docs/config.md")
 
 
 def test_every_schema_key_is_documented():

@@ -4,7 +4,7 @@ import math
 import pytest
 from scipy.stats import chi2
 
-from pipeline.forest import forest_plot, forest_rows, interaction_tests, suppressed
+from pipeline.report.forest import forest_plot, forest_rows, interaction_tests, suppressed
 
 
 def _survival(hr, se, n=40, events=20):

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import ConfigError
-from pipeline.harmonize import harmonize_center, merge_centers
-from pipeline.ingest import read_extract
+from pipeline.ingest.harmonize import harmonize_center, merge_centers
+from pipeline.ingest.extract import read_extract
 
 TODAY = dt.date(2026, 1, 1)
 VARIABLES = {

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import DataError
-from pipeline.ingest import RESERVED_COLUMNS, read_extract, read_header
+from pipeline.ingest.extract import RESERVED_COLUMNS, read_extract, read_header
 
 
 def write_bytes(path, text, encoding):

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import DataError
-from pipeline.harmonize import harmonize_center, merge_centers
-from pipeline.ingest import read_extract
+from pipeline.ingest.harmonize import harmonize_center, merge_centers
+from pipeline.ingest.extract import read_extract
 
 VARIABLES = {"pid": {"type": "id"}, "months": {"type": "numeric"}, "dead": {"type": "binary"}}
 OUTCOME = {"time": "months", "event": "dead"}

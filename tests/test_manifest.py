@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pipeline.manifest import build_manifest, compare, main
+from pipeline.report.manifest import build_manifest, compare, main
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests for pipeline.matching: MatchIt reference fixtures, a brute-force reference, properties."""
+"""Tests for pipeline.design.matching.nearest: MatchIt reference fixtures, a brute-force reference, properties."""
 import json
 import math
 from pathlib import Path
@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import ConfigError, DataError
-from pipeline.matching import (
+from pipeline.design.matching.nearest import (
     check_matching_settings,
     common_support,
     distance_from_ps,

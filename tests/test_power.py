@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from pipeline.power import minimum_detectable_hr, power_summary
+from pipeline.outcome.power import minimum_detectable_hr, power_summary
 
 
 def test_balanced_arms_hand_calculation():

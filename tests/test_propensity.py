@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pipeline.errors import ConfigError, DataError
-from pipeline.propensity import (
+from pipeline.design.propensity.models import (
     add_missing_indicators,
     design_matrix,
     fit_propensity,

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.registry_checks import check_registry_config
+from pipeline.config.checks import check_registry_config
 
 VARIABLES = {
     "patient_id": {"type": "id"},

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.diagnostic_plots import love_plot, overlap_plot
-from pipeline.forest import forest_rows, forest_plot
-from pipeline.km_plot import natural_ticks, plot_km
+from pipeline.report.diagnostic_plots import love_plot, overlap_plot
+from pipeline.report.forest import forest_rows, forest_plot
+from pipeline.report.km_plot import natural_ticks, plot_km
 
 # invalid mathtext: matplotlib raises on it unless the label is drawn as plain text
 DOLLAR = r"cost $\notacommand$ <5 & co"

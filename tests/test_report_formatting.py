@@ -3,7 +3,7 @@ import copy
 
 import pytest
 
-from pipeline.config import load_schema, prepare_config
+from pipeline.config.validate import load_schema, prepare_config
 from pipeline.report.formatting import (DEFAULT_ENDPOINT, column_label, count, endpoint_name, headline,
                                         median_difference_text, p_clause, p_value, subgroup_label, weighted_count)
 from tests.conftest import REPO

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from pipeline.forest import forest_rows, interaction_tests
+from pipeline.report.forest import forest_rows, interaction_tests
 from pipeline.report.html import render_analysis, render_index
 from tests.test_report_formatting import survival
 

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pipeline import survival
-from pipeline.cox import fit_cox, score_tests
+from pipeline.outcome import survival
+from pipeline.outcome.cox import fit_cox, score_tests
 from pipeline.errors import ConfigError, DataError, NotEstimable
-from pipeline.hazard_ratio import e_value
-from pipeline.km_plot import plot_km
-from pipeline.survival import (_count_draws, _km_columns, _median_columns, _rmst_columns,
+from pipeline.outcome.hazard_ratio import e_value
+from pipeline.report.km_plot import plot_km
+from pipeline.outcome.survival import (_count_draws, _km_columns, _median_columns, _rmst_columns,
                                bootstrap_differences, compare_survival, confidence_band, kaplan_meier,
                                median_with_ci, percentile_interval, r_quantile_time, restricted_mean)
 

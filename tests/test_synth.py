@@ -169,7 +169,7 @@ def test_too_few_patients_is_a_config_error():
 
 def _harmonize_all(demo_config: dict, folder: Path, xlsx_as_csv: bool = False):
     """Every center through the project's ingest (an integration check of the generated mapping)."""
-    from pipeline import harmonize, ingest
+    from pipeline.ingest import extract as ingest, harmonize
     accepted, quarantined = [], []
     for key, center in synth.center_config(folder.as_posix(), xlsx_as_csv).items():
         raw = ingest.read_extract(Path(center["path"]), center)

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.table_one import _stable_order, table_one, weighted_quantiles
+from pipeline.design.table_one import _stable_order, table_one, weighted_quantiles
 
 VARIABLES = {
     "age": {"type": "numeric"},

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.config import prepare_config
-from pipeline.manifest import build_manifest, compare
+from pipeline.config.validate import prepare_config
+from pipeline.report.manifest import build_manifest, compare
 from pipeline.synth import simulate_patients
 from tests.conftest import REPO, copy_demo, run_snakemake
 

@@ -88,7 +88,7 @@ def test_damaged_intermediate_is_one_line_naming_it(tmp_path):
 
 
 def test_reserved_variable_names_are_listed_in_the_message(demo_config, tmp_path):
-    from pipeline.config import prepare_config
+    from pipeline.config.validate import prepare_config
     from pipeline.errors import ConfigError
 
     demo_config["registry"]["variables"]["time"] = {"type": "numeric"}

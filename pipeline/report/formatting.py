@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from pipeline.propensity import MISSING_SUFFIX
+from pipeline.design.propensity.models import MISSING_SUFFIX
 
 DEFAULT_ENDPOINT = "overall survival"
 """outcome.name's default (the schema's): it sits in a oneOf branch, which fill_defaults does not

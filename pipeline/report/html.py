@@ -21,7 +21,7 @@ from pipeline.report.formatting import (CLUSTER_PLURAL, arm_labels, column_label
                                         estimate_ci, headline, hr_cluster, is_estimable, median_difference_text,
                                         not_estimable_text, number, p_value, time_value, variable_label,
                                         weighted_count)
-from pipeline.survival import TAU_RULE
+from pipeline.outcome.survival import TAU_RULE
 
 TEMPLATES = Path(__file__).parent / "templates"
 

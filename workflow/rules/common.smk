@@ -6,7 +6,7 @@ from pathlib import Path
 # this makes the Snakefile parse from a checkout too.
 sys.path.insert(0, workflow.basedir)
 
-from pipeline.config import prepare_config
+from pipeline.config.validate import prepare_config
 from pipeline.errors import PipelineError
 from pipeline.provenance import sha256_file
 

@@ -1,6 +1,6 @@
 """Rule balance: covariate balance, Table 1 and the design plots."""
-from pipeline.analysis import balance_stage, matching_weights
-from pipeline.diagnostic_plots import love_plot, overlap_plot
+from pipeline.design.stages import balance_stage, matching_weights
+from pipeline.report.diagnostic_plots import love_plot, overlap_plot
 from pipeline.io import read_parquet, read_result_csv, run_script, write_csv, write_json
 from pipeline.report.formatting import arm_labels, column_label
 

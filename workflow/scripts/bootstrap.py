@@ -3,7 +3,7 @@ a structured array saved as .npy)."""
 import numpy as np
 import pandas as pd
 
-from pipeline.analysis import bootstrap_stage
+from pipeline.outcome.stage import bootstrap_stage
 from pipeline.io import read_result_csv, run_script
 
 

@@ -1,6 +1,6 @@
 """Rule cohort: harmonized registry -> the analysis cohort and its attrition."""
-from pipeline.cohort import build_cohort
-from pipeline.harmonize import id_variable
+from pipeline.design.cohort import build_cohort
+from pipeline.ingest.harmonize import id_variable
 from pipeline.io import read_parquet, run_script, write_json, write_parquet
 
 

@@ -1,7 +1,7 @@
 """Rule index_report: results/report.html (every analysis with its headline), the forest plot and its tables."""
 from pathlib import Path
 
-from pipeline.forest import forest_plot, forest_rows, interaction_tests, suppressed
+from pipeline.report.forest import forest_plot, forest_rows, interaction_tests, suppressed
 from pipeline.io import read_json, read_result_csv, run_script, write_csv
 from pipeline.report.formatting import arm_labels
 from pipeline.report.html import render_index

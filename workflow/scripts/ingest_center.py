@@ -2,8 +2,8 @@
 import logging
 from pathlib import Path
 
-from pipeline.harmonize import harmonize_center
-from pipeline.ingest import read_extract
+from pipeline.ingest.harmonize import harmonize_center
+from pipeline.ingest.extract import read_extract
 from pipeline.io import run_script, write_json, write_parquet
 from pipeline.provenance import sha256_file
 

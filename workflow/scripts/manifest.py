@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from pipeline.io import run_script
-from pipeline.manifest import write_manifest
+from pipeline.report.manifest import write_manifest
 
 
 def main(smk):

@@ -1,5 +1,5 @@
 """Rule match: propensity distances -> matched sample, pairs, matching summary."""
-from pipeline.analysis import match_stage
+from pipeline.design.stages import match_stage
 from pipeline.io import read_json, read_parquet, run_script, write_csv, write_json
 
 

@@ -1,5 +1,5 @@
 """Rule merge_registry: the centers' parts -> harmonized.parquet, quarantine.csv, ingest_summary.json."""
-from pipeline.harmonize import id_variable, merge_centers
+from pipeline.ingest.harmonize import id_variable, merge_centers
 from pipeline.io import read_json, read_parquet, run_script, write_csv, write_json, write_parquet
 
 

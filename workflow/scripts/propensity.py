@@ -1,6 +1,6 @@
 """Rule propensity: cohort -> propensity scores, matching distance, common-support discards."""
 
-from pipeline.analysis import propensity_stage
+from pipeline.design.stages import propensity_stage
 from pipeline.io import read_parquet, run_script, write_json, write_parquet
 
 

@@ -3,9 +3,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pipeline.analysis import matched_sample, survival_stage
+from pipeline.outcome.stage import matched_sample, survival_stage
 from pipeline.io import read_result_csv, run_script, write_json
-from pipeline.km_plot import plot_km
+from pipeline.report.km_plot import plot_km
 from pipeline.report.formatting import arm_labels, endpoint_name
 
 

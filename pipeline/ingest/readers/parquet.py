@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.errors import DataError
-from pipeline.readers.table import (
+from pipeline.ingest.readers.table import (
     CONTROL_CHARACTERS,
     RawTable,
     clean_header,

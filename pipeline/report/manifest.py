@@ -5,9 +5,9 @@
 `asymptomatic_high_burden/survival/treated/median`. Two uses, one tool:
 
 - a consortium site compares its manifest with a reference site's:
-      python -m pipeline.manifest compare reference/manifest.json results/manifest.json
+      python -m pipeline.report.manifest compare reference/manifest.json results/manifest.json
 - CI compares the demo's manifest with the committed golden record (numbers only):
-      python -m pipeline.manifest compare tests/golden/manifest.json results/manifest.json --numbers-only
+      python -m pipeline.report.manifest compare tests/golden/manifest.json results/manifest.json --numbers-only
 
 Differences are printed as `quantity: old -> new`, one per line.
 """
@@ -119,7 +119,7 @@ def _load(path: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.manifest", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m pipeline.report.manifest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     write = sub.add_parser("write", help="write the manifest of a results folder")

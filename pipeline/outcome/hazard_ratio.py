@@ -14,7 +14,7 @@ What the data cannot estimate is None with a sentence appended to ``warnings``.
 import numpy as np
 from scipy import stats
 
-from pipeline.cox import fit_cox, score_tests, why_no_hazard_ratio
+from pipeline.outcome.cox import fit_cox, score_tests, why_no_hazard_ratio
 
 COMMON_OUTCOME = 0.15                  # VanderWeele & Ding: convert HR to RR above this
 CLUSTER_KINDS = ("matched set", "patient")

@@ -7,7 +7,7 @@ columns) are rendered as text the same way a CSV export would hold them:
 numbers with the center's decimal mark (``read.decimal``), dates as ISO
 ``YYYY-MM-DD`` (with `` HH:MM:SS`` only when a time is present), booleans as
 ``true``/``false``, empty cells as "". One reader per format lives in
-``pipeline/readers/`` (each documents its rules).
+``pipeline/ingest/readers/`` (each documents its rules).
 
 Every input row ends up in the frame, also a malformed one: a problem in a row
 never stops the read. Only file-level problems do (a missing file or a
@@ -43,10 +43,10 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline.errors import DataError
-from pipeline.readers.delimited import read_delimited
-from pipeline.readers.parquet import read_parquet
-from pipeline.readers.table import RawTable, first_line_of, without_gc
-from pipeline.readers.xlsx import read_xlsx
+from pipeline.ingest.readers.delimited import read_delimited
+from pipeline.ingest.readers.parquet import read_parquet
+from pipeline.ingest.readers.table import RawTable, first_line_of, without_gc
+from pipeline.ingest.readers.xlsx import read_xlsx
 
 SOURCE_ROW = "source_row"
 SOURCE_ROW_END = "source_row_end"

@@ -7,7 +7,7 @@
   at exactly 0.5, CI by inverting the pointwise band); ``None`` when not reached.
 - RMST and its SE: R's ``print(fit, rmean = tau)``; tau by default the smaller of the arms'
   largest follow-up times (survRM2's rule).
-- Log-rank, hazard ratios, score tests and the headline test: see ``pipeline.hazard_ratio``.
+- Log-rank, hazard ratios, score tests and the headline test: see ``pipeline.outcome.hazard_ratio``.
 - Median and RMST differences: a bootstrap over matched sets (percentile intervals).
 What the data cannot estimate (no events, an infinite hazard ratio, ...) is null with a sentence
 in ``warnings``; only an empty arm raises NotEstimable.
@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from pipeline.cox import group_codes
+from pipeline.outcome.cox import group_codes
 from pipeline.errors import ConfigError, DataError, NotEstimable
-from pipeline.hazard_ratio import CLUSTER_KINDS, compare_hazards, conditional_hr
+from pipeline.outcome.hazard_ratio import CLUSTER_KINDS, compare_hazards, conditional_hr
 
 CI_TYPES = ("log-log", "log", "plain")
 _TOL = np.sqrt(np.finfo(float).eps)   # R: sqrt(.Machine$double.eps)

@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 
 from pipeline.report.figures import figure_style, save_png  # noqa: E402
 from pipeline.report.formatting import DEFAULT_ENDPOINT  # noqa: E402
-from pipeline.survival import confidence_band, kaplan_meier, r_quantile_time  # noqa: E402
+from pipeline.outcome.survival import confidence_band, kaplan_meier, r_quantile_time  # noqa: E402
 
 _COLORS = ("#1f77b4", "#d62728")
 MAX_INTERVALS = 8

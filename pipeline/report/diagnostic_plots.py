@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline.balance import SMD_THRESHOLD
+from pipeline.design.balance import SMD_THRESHOLD
 from pipeline.report.figures import figure_style, save_png
 
 _DPI = 120

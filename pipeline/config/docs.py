@@ -1,7 +1,7 @@
 """docs/config.md, generated from the config schema (its single source): every key with its type,
 default and description.
 
-    python -m pipeline.config_docs > docs/config.md
+    python -m pipeline.config.docs > docs/config.md
 
 tests/test_docs.py fails when the committed page differs from what the schema generates.
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import sys
 
-from pipeline.config import load_schema
+from pipeline.config.validate import load_schema
 
 INTRO = """# Study configuration (`config.yaml`)
 
-Every key a study's config may hold, generated from `pipeline/schemas/config.schema.yaml` by
-`python -m pipeline.config_docs > docs/config.md` (do not edit by hand). `<name>` stands for a key
+Every key a study's config may hold, generated from `pipeline/config/schema.yaml` by
+`python -m pipeline.config.docs > docs/config.md` (do not edit by hand). `<name>` stands for a key
 the study chooses (a variable, a center, an analysis). The repository's `config.yaml` is a complete,
 commented example. A config is validated against the schema and checked for meaning (files exist,
 columns and levels are known) before any job starts; every problem is listed in one message.

@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import DataError
-from pipeline.readers.table import Problem, RawTable, clean_header, control_pattern, control_problems, without_gc
+from pipeline.ingest.readers.table import Problem, RawTable, clean_header, control_pattern, control_problems, without_gc
 
 UTF8_BOM = b"\xef\xbb\xbf"
 UTF8_CODECS = ("utf-8", "utf-8-sig")

@@ -44,7 +44,7 @@ Rules (the contract's defaults plus the decisions this module documents):
 * A row whose cells are all blank is quarantined with the single reason ``empty_row``.
 * A row the reader found malformed (``read_problems``: ``too_many_fields``, ``too_few_fields``,
   ``stray_quote``, ``encoding_error``, ``formula_without_value``, ``control_character``; see
-  pipeline/ingest.py and pipeline/readers/) is quarantined with exactly the reader's reasons: its
+  pipeline/ingest/extract.py and pipeline/ingest/readers/) is quarantined with exactly the reader's reasons: its
   cells cannot be trusted as read, so they are not judged one by one. A problem of one cell
   (the last three codes) counts only in a column mapped to a variable: a NUL in an unused comment
   column changes no value the study uses.
@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError
-from pipeline.ingest import READ_PROBLEMS, RESERVED_COLUMNS, SOURCE_ROW, SOURCE_ROW_END
+from pipeline.ingest.extract import READ_PROBLEMS, RESERVED_COLUMNS, SOURCE_ROW, SOURCE_ROW_END
 
 TYPES = ("id", "numeric", "integer", "binary", "category", "date")
 DEFAULT_NA_VALUES = ("", "na", "n/a", "nan", "null", "none", ".", "missing")

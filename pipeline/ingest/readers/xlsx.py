@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.errors import DataError
-from pipeline.readers.table import (
+from pipeline.ingest.readers.table import (
     CONTROL_CHARACTERS,
     Problem,
     RawTable,

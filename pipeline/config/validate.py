@@ -14,11 +14,11 @@ import pandas as pd
 import yaml
 
 from pipeline.errors import ConfigError
-from pipeline.harmonize import outcome_roles
-from pipeline.matching import check_matching_settings
-from pipeline.registry_checks import check_registry_config
+from pipeline.ingest.harmonize import outcome_roles
+from pipeline.design.matching.nearest import check_matching_settings
+from pipeline.config.checks import check_registry_config
 
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).parent / "schema.yaml"
 
 COVARIATE_TYPES = {"numeric", "integer", "binary", "category"}
 

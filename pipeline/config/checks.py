@@ -14,7 +14,7 @@ from numbers import Real
 from pathlib import Path
 
 from pipeline.errors import DataError
-from pipeline.harmonize import (
+from pipeline.ingest.harmonize import (
     BINARY_TOKENS,
     TYPES,
     map_columns,
@@ -22,7 +22,7 @@ from pipeline.harmonize import (
     outcome_roles,
     required_variables,
 )
-from pipeline.ingest import SOURCE_ROW, extract_format, read_header
+from pipeline.ingest.extract import SOURCE_ROW, extract_format, read_header
 
 RESERVED_NAMES = ("center", SOURCE_ROW, "patient_id", "index_year", "time", "event", "treated", "group")
 """Columns the workflow adds to the harmonized registry or to an analysis cohort (patient_id is

@@ -3,7 +3,7 @@
 After matching every statistic is weighted by the matching weights (units with weight 0 drop out), so
 matching with replacement or k:1 matching with varying set sizes is described as the analysed sample.
 Counts from 1 to min_cell - 1 are shown as "<min_cell"; so is a continuous summary resting on fewer than
-min_cell patients. SMDs follow MatchIt's conventions (see pipeline.balance), computed on non-missing values.
+min_cell patients. SMDs follow MatchIt's conventions (see pipeline.design.balance), computed on non-missing values.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.balance import (ArmWeights, is_binary, mean_difference, smd_denominator, standardized_difference,
+from pipeline.design.balance import (ArmWeights, is_binary, mean_difference, smd_denominator, standardized_difference,
                               weighted_variance)
 from pipeline.errors import ConfigError, DataError
-from pipeline.propensity import MISSING_LEVEL, category_codes
+from pipeline.design.propensity.models import MISSING_LEVEL, category_codes
 
 ARMS = ("treated", "control")
 STAGES = ("before", "after")
