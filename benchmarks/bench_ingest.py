@@ -106,14 +106,18 @@ def malformed(data: bytes, every: int = 5000) -> bytes:
 
 def run_case(folder: Path, fmt: str) -> dict:
     """One case in this process: read + harmonize timings, rows accepted."""
+    from pipeline.config.settings import Center, Outcome, Variable
+    from pipeline.config.validate import block_with_defaults
     from pipeline.ingest.harmonize import harmonize_center
     from pipeline.ingest.extract import read_extract
 
-    center = CASES[fmt]
+    center = Center.from_dict(block_with_defaults(CASES[fmt], "center"))
+    variables = {name: Variable.from_dict(spec) for name, spec in VARIABLES.items()}
     t0 = time.perf_counter()
-    raw = read_extract(folder / center["path"], center)
+    raw = read_extract(folder / center.path, center)
     t1 = time.perf_counter()
-    accepted, quarantine, summary = harmonize_center(raw, "bench", center, VARIABLES, OUTCOME, center["path"])
+    accepted, quarantine, summary = harmonize_center(raw, "bench", center, variables, Outcome.from_dict(OUTCOME),
+                                                     center.path)
     t2 = time.perf_counter()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"format": fmt, "rows": len(raw), "read_s": t1 - t0, "harmonize_s": t2 - t1,

@@ -50,7 +50,8 @@ def peak_rss_mb() -> float:
 
 def run_pipeline(ps, treated, ratio, repeats):
     sys.path.insert(0, str(ROOT))
-    from pipeline.design.matching.nearest import distance_from_ps, match_nearest
+    from pipeline.design.matching.common import distance_from_ps
+    from pipeline.design.matching.nearest import match_nearest
 
     distance = distance_from_ps(ps, "logit")
     t0 = time.perf_counter()

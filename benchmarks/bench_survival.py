@@ -72,8 +72,8 @@ def timed(fn):
 
 def bench_ours(d, bootstrap):
     stage_s, out = timed(lambda: compare_survival(
-        d.time, d.event, d.treat, d.w, d.subclass, tau=60, landmarks=[12, 36, 60],
-        bootstrap=bootstrap, seed=1))
+        d.time, d.event, d.treat, d.w, d.subclass, tau=60, landmarks=[12, 36, 60], ci="log-log",
+        bootstrap=bootstrap, seed=1, time_unit="months").result)
     cox_s, cox = timed(lambda: fit_cox(d.time, d.event, d.treat, d.w, cluster=d.subclass))
     return [("ours", f"stage (bootstrap {bootstrap})", stage_s, out["hr"], out["hr_robust_se"]),
             ("ours", "robust Cox", cox_s, cox.hr, cox.robust_se)]

@@ -10,6 +10,7 @@ import logging
 import math
 import sys
 import textwrap
+import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -142,6 +143,7 @@ def run_script(main: Callable, smk, propagate: bool = True) -> None:
     log_file = open(log_path, "w") if log_path else sys.stderr
     logging.basicConfig(stream=log_file, level=logging.INFO, format="%(levelname)s %(message)s", force=True)
     sys.stderr = log_file
+    started = time.perf_counter()
     try:
         upstream = upstream_not_estimable(smk.input) if propagate else None
         if upstream:
@@ -149,6 +151,8 @@ def run_script(main: Callable, smk, propagate: bool = True) -> None:
             write_not_estimable(smk.output, upstream)
         else:
             main(smk)
+        logging.info("%s: wrote %s in %.2f s", smk.rule, ", ".join(map(str, smk.output)),
+                     time.perf_counter() - started)
     except NotEstimable as err:
         logging.info("not estimable: %s", err.reason)
         write_not_estimable(smk.output, estimable_record(err.reason, smk.rule))

@@ -1,4 +1,5 @@
-"""What a reader needs to reproduce a result: input file hashes, config hash, code and package versions."""
+"""What a reader needs to reproduce a result: input file hashes, the hash of the settings it used, code and
+package versions."""
 from __future__ import annotations
 
 import hashlib
@@ -7,8 +8,10 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ["numpy", "pandas", "scipy", "statsmodels", "scikit-learn", "lifelines", "causalml", "snakemake",
-            "matplotlib", "pyarrow"]
+from pipeline.config.settings import ReportContext
+
+PACKAGES = ["numpy", "pandas", "scipy", "statsmodels", "scikit-learn", "causalml", "snakemake", "matplotlib",
+            "pyarrow"]
 
 
 def sha256_file(path) -> str:
@@ -19,8 +22,9 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
-def config_hash(config: dict) -> str:
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+def settings_hash(settings: dict) -> str:
+    """SHA-256 of settings (plain values) as canonical JSON: sorted keys, no whitespace."""
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -43,10 +47,13 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def study_provenance(study: dict, ingest_summary: dict, repo: Path) -> dict:
-    """Inputs as ingest read them (the hash of the bytes read, not of the file as it is now)."""
+def analysis_provenance(settings: dict, context: ReportContext, ingest_summary: dict, repo: Path) -> dict:
+    """What one analysis's report gives to reproduce it. ``settings``: the settings it used, as its
+    report rule's parameters give them ({"analysis": ..., "context": ...}), so their hash changes with
+    this analysis's settings only. The inputs are the extracts as ingest read them (the hash of the
+    bytes read, not of the file as it is now)."""
     centers = ingest_summary["centers"]
-    inputs = [{"center": cid, "path": c["path"], "sha256": centers[cid]["sha256"], "rows": centers[cid]["rows_read"]}
-              for cid, c in study["registry"]["centers"].items()]
-    return {"inputs": inputs, "config_sha256": config_hash(study), "git_commit": git_commit(repo),
-            "seed": study["seed"], "packages": package_versions()}
+    inputs = [{"center": center, "path": path, "sha256": centers[center]["sha256"],
+               "rows": centers[center]["rows_read"]} for center, path in context.centers.items()]
+    return {"inputs": inputs, "settings_sha256": settings_hash(settings), "git_commit": git_commit(repo),
+            "seed": context.seed, "packages": package_versions()}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv with the pinned dependencies (requirements.lock) and this package, once.
-# Re-running is cheap: it reinstalls only when requirements.lock changed.
+# Re-running is cheap: it reinstalls only when requirements.lock or pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.config.settings import Variable
 from pipeline.design.balance import balance_failed, balance_table, ecdf_differences, weighted_variance
-from pipeline.report.diagnostic_plots import love_plot, overlap_plot
+from pipeline.design.table_one import COLUMNS, table_one, weighted_quantiles
 from pipeline.errors import DataError
-from pipeline.design.table_one import table_one, weighted_quantiles
+from pipeline.report.diagnostic_plots import love_plot, overlap_plot
 
 REFERENCE = Path(__file__).parent / "reference"
 FIXTURES = {
@@ -117,7 +118,7 @@ def test_constant_in_treated_falls_back_to_pooled_sd():
     assert row["smd_before"] == pytest.approx(3.0 / np.sqrt(0.5))
 
 
-def test_variance_ratio_flag_and_failure_sentences():
+def test_variance_ratio_flag_and_failures_as_data():
     rng = np.random.default_rng(2)
     treated = np.repeat([1, 0], 200)
     X = pd.DataFrame({"wide": np.concatenate([rng.normal(0, 3, 200), rng.normal(0, 1, 200)]),
@@ -126,22 +127,27 @@ def test_variance_ratio_flag_and_failure_sentences():
     table = balance_table(X, treated, np.ones(400)).set_index("variable")
     assert "VR outside [0.5,2]" in table.loc["wide", "flag"]
     assert table.loc["same", "flag"] == ""
-    sentences = balance_failed(table.reset_index())
-    assert any("variance ratio" in s and "wide" in s for s in sentences)
-    assert not any("same" in s for s in sentences)
+    failed = balance_failed(table.reset_index())
+    assert failed == [{"variable": "wide", "smd_after": table.loc["wide", "smd_after"],
+                       "var_ratio_after": table.loc["wide", "var_ratio_after"]}]
+    assert table.loc["wide", "var_ratio_after"] > 2
 
 
-def test_balanced_table_gives_no_failure_sentences():
+def test_balanced_table_has_no_failures():
     X = pd.DataFrame({"x": [1.0, 2.0, 1.0, 2.0]})
     table = balance_table(X, np.array([1, 1, 0, 0]), np.ones(4))
     assert table["flag"].tolist() == [""]
     assert balance_failed(table) == []
 
 
-def test_smd_failure_is_named_in_words():
-    X = pd.DataFrame({"age": [1.0, 2.0, 3.0, 3.0, 4.0, 5.0]})     # SMD -2, variance ratio 1
-    sentences = balance_failed(balance_table(X, np.array([1, 1, 1, 0, 0, 0]), np.ones(6)))
-    assert len(sentences) == 1 and "age" in sentences[0] and "Balance not achieved" in sentences[0]
+def test_smd_failures_are_listed_in_table_order_with_their_numbers():
+    X = pd.DataFrame({"age": [1.0, 2.0, 3.0, 3.0, 4.0, 5.0],      # SMD -2, variance ratio 1
+                      "male": [1.0, 0.0, 1.0, 0.0, 1.0, 0.0],     # SMD 1/3 / sqrt(2/9), no variance ratio
+                      "ok": [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]})
+    failed = balance_failed(balance_table(X, np.array([1, 1, 1, 0, 0, 0]), np.ones(6)))
+    assert [f["variable"] for f in failed] == ["age", "male"]
+    assert failed[0]["smd_after"] == pytest.approx(-2.0) and failed[0]["var_ratio_after"] == pytest.approx(1.0)
+    assert failed[1]["smd_after"] == pytest.approx((1 / 3) / np.sqrt(2 / 9)) and np.isnan(failed[1]["var_ratio_after"])
 
 
 def test_bad_inputs_are_data_errors():
@@ -158,12 +164,12 @@ def test_bad_inputs_are_data_errors():
 
 # ---------------------------------------------------------------- Table 1
 
-T1_VARIABLES = {
+T1_VARIABLES = {name: Variable.from_dict(spec) for name, spec in {
     "age": {"type": "numeric"},
     "n_lesions": {"type": "integer"},
     "functional": {"type": "binary"},
     "grade": {"type": "category", "levels": ["G1", "G2", "G3"]},
-}
+}.items()}
 
 
 def t1_frame():
@@ -179,41 +185,90 @@ def t1_frame():
 T1_TREATED = np.array([True] * 6 + [False] * 8)
 
 
-def cell(table, variable, level, column):
-    rows = table[(table["variable"] == variable) & (table["level"] == level)]
-    assert len(rows) == 1, (variable, level)
-    return rows.iloc[0][column]
+def cell(table, variable, level, arm, stage):
+    rows = table[(table["variable"] == variable) & (table["level"] == level) & (table["arm"] == arm)
+                 & (table["stage"] == stage)]
+    assert len(rows) == 1, (variable, level, arm, stage)
+    return rows.iloc[0]
+
+
+def shown(row) -> bool:
+    return not row["suppressed"] and not pd.isna(row["units"])
+
+
+def test_table_one_is_long_with_four_cells_per_row():
+    table = table_one(t1_frame(), list(T1_VARIABLES), T1_VARIABLES, T1_TREATED, np.ones(14), min_cell=5)
+    assert list(table.columns) == COLUMNS
+    sizes = table.groupby(["variable", "level", "statistic"], sort=False).size()
+    assert (sizes == 4).all()
+    assert list(sizes.index.get_level_values("variable").unique()) == ["n", "age", "n_lesions", "functional", "grade"]
+    cells = {(arm, stage) for arm in ("treated", "control") for stage in ("before", "after")}
+    assert set(zip(table["arm"], table["stage"])) == cells
+    suppressed = table[table["suppressed"]]
+    assert len(suppressed) and suppressed[["units", "value", "spread", "low", "high", "percent"]].isna().all(axis=None)
 
 
 def test_table_one_before_matching_by_hand():
     table = table_one(t1_frame(), list(T1_VARIABLES), T1_VARIABLES, T1_TREATED, np.ones(14), min_cell=5)
-    assert cell(table, "n", "", "treated_before") == "6" and cell(table, "n", "", "control_before") == "8"
-    assert cell(table, "age", "", "treated_before") == "55.0 (3.7)"          # SD of 50..60 step 2 = sqrt(14)
-    assert cell(table, "age", "", "control_before") == "70.0 (21.6)"         # 7 non-missing
-    assert cell(table, "age", "(missing)", "control_before") == "<5"          # 1 missing: suppressed
-    assert cell(table, "age", "(missing)", "treated_before") == "0"
+    n_treated, n_control = cell(table, "n", "", "treated", "before"), cell(table, "n", "", "control", "before")
+    assert (n_treated["statistic"], n_treated["value"], n_treated["units"]) == ("n", 6, 6)
+    assert n_control["value"] == 8
+    age = cell(table, "age", "", "treated", "before")
+    assert age["statistic"] == "mean_sd"
+    assert age["value"] == pytest.approx(55.0) and age["spread"] == pytest.approx(np.sqrt(14))   # 50..60 step 2
+    age = cell(table, "age", "", "control", "before")                                          # 7 non-missing
+    assert age["value"] == pytest.approx(70.0) and age["spread"] == pytest.approx(np.sqrt(2800 / 6))
+    assert age["units"] == 7
+    missing = cell(table, "age", "(missing)", "control", "before")                             # 1 missing
+    assert missing["statistic"] == "n" and missing["suppressed"] and pd.isna(missing["value"])
+    missing = cell(table, "age", "(missing)", "treated", "before")
+    assert not missing["suppressed"] and missing["value"] == 0 and missing["units"] == 0
     # type-5 quartiles of 1..6: positions (i - .5)/6 -> q25 = 2, median 3.5, q75 = 5
-    assert cell(table, "n_lesions", "", "treated_before") == "3.5 [2.0, 5.0]"
-    assert cell(table, "n_lesions", "", "statistic") == "median [IQR]"
-    assert cell(table, "functional", "1", "treated_before") == "5 (83.3%)"
-    assert cell(table, "functional", "1", "control_before") == "<5"
-    assert cell(table, "grade", "G1", "treated_before") == "5 (83.3%)"
-    assert cell(table, "grade", "G2", "treated_before") == "0 (0.0%)"
-    assert cell(table, "grade", "G3", "treated_before") == "<5"
-    # SMD with MatchIt's denominator: treated SD of age sqrt(14); (55 - 70) / sqrt(14)
-    assert cell(table, "age", "", "smd_before") == pytest.approx(round(-15 / np.sqrt(14), 3))
+    lesions = cell(table, "n_lesions", "", "treated", "before")
+    assert lesions["statistic"] == "median_iqr"
+    assert (lesions["value"], lesions["low"], lesions["high"]) == (3.5, 2.0, 5.0)
+    functional = cell(table, "functional", "1", "treated", "before")
+    assert functional["statistic"] == "n_percent"
+    assert (functional["value"], functional["units"]) == (5, 5) and functional["percent"] == pytest.approx(500 / 6)
+    assert cell(table, "functional", "1", "control", "before")["suppressed"]                    # 2 of 8
+    g1, g2, g3 = (cell(table, "grade", level, "treated", "before") for level in ("G1", "G2", "G3"))
+    assert g1["value"] == 5 and g1["percent"] == pytest.approx(500 / 6)
+    assert (g2["value"], g2["percent"], g2["suppressed"]) == (0, 0, False)
+    assert g3["suppressed"]
+    # SMD with MatchIt's denominator: treated SD of age sqrt(14); (55 - 70) / sqrt(14), on both arms' rows
+    for arm in ("treated", "control"):
+        assert cell(table, "age", "", arm, "before")["smd"] == pytest.approx(-15 / np.sqrt(14), rel=1e-12)
+    assert pd.isna(cell(table, "n", "", "treated", "before")["smd"])
 
 
 def test_table_one_after_matching_is_weighted_and_suppressed():
     weights = np.array([1.0] * 6 + [1, 1, 1, 1, 1, 1, 0, 0])       # controls 7 and 8 unmatched
     table = table_one(t1_frame(), ["age", "functional"], T1_VARIABLES, T1_TREATED, weights, min_cell=5)
-    assert cell(table, "n", "", "control_after") == "6"
-    assert cell(table, "age", "", "control_after") == "65.0 (18.7)"          # 40..90 step 10
-    assert cell(table, "functional", "1", "control_after") == "0 (0.0%)"
-    assert cell(table, "age", "(missing)", "control_after") == "0"
+    assert cell(table, "n", "", "control", "after")["value"] == 6
+    age = cell(table, "age", "", "control", "after")                                           # 40..90 step 10
+    assert age["value"] == pytest.approx(65.0) and age["spread"] == pytest.approx(np.sqrt(350))
+    functional = cell(table, "functional", "1", "control", "after")
+    assert (functional["value"], functional["percent"], functional["suppressed"]) == (0, 0, False)
+    assert cell(table, "age", "(missing)", "control", "after")["value"] == 0
     small = table_one(t1_frame(), ["age"], T1_VARIABLES, T1_TREATED, weights, min_cell=7)
-    assert cell(small, "n", "", "treated_after") == "<7"
-    assert cell(small, "age", "", "treated_after") == "<7"
+    assert cell(small, "n", "", "treated", "after")["suppressed"]
+    assert cell(small, "age", "", "treated", "after")["suppressed"]
+    assert not cell(small, "age", "", "control", "before")["suppressed"]                       # 7 patients
+
+
+def test_suppression_counts_patients_not_weights():
+    """A weighted count can exceed the patients behind it (a control of several sets), or fall below."""
+    frame = pd.DataFrame({"functional": pd.array([1] * 6 + [1, 1, 1] + [0] * 9, dtype="Int8")})
+    treated = np.array([True] * 6 + [False] * 12)
+    heavy = np.r_[np.ones(6), [2.0, 2.0, 2.0], np.ones(9)]           # 3 patients, weighted count 6
+    table = table_one(frame, ["functional"], T1_VARIABLES, treated, heavy, min_cell=5)
+    assert cell(table, "functional", "1", "control", "after")["suppressed"]
+    light = np.r_[np.ones(6), np.full(12, 0.5)]                       # 6 treated; controls weigh 1/2
+    table = table_one(frame.assign(functional=pd.array([1] * 12 + [0] * 6, dtype="Int8")), ["functional"],
+                      T1_VARIABLES, treated, light, min_cell=5)
+    row = cell(table, "functional", "1", "control", "after")          # 6 patients, weighted count 3
+    assert not row["suppressed"] and row["value"] == 3 and row["units"] == 6
+    assert row["percent"] == pytest.approx(50.0)
 
 
 def test_weighted_quantiles_reduce_to_type5_and_respect_weights():
@@ -233,8 +288,9 @@ def test_figures_are_deterministic_png_without_software_stamp(tmp_path):
     X, treated, weights = reference_case(REFERENCE / "gbsg_r1_cal_logit_balance.csv")
     ps = pd.read_csv(REFERENCE / "gbsg_units.csv")["ps"].to_numpy()
     balance = balance_table(X, treated, weights)
-    for name, draw in (("love", lambda p: love_plot(balance, p)),
-                       ("overlap", lambda p: overlap_plot(ps, treated, weights, p))):
+    labels = {"treated": "hormon", "control": "no hormon"}
+    for name, draw in (("love", lambda p: love_plot(balance, p, {})),
+                       ("overlap", lambda p: overlap_plot(ps, treated, weights, p, labels))):
         first, second = tmp_path / f"{name}1.png", tmp_path / f"{name}2.png"
         draw(first)
         draw(second)

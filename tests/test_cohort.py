@@ -3,17 +3,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.config.settings import Outcome, Selection
 from pipeline.design.cohort import build_cohort
 
 ANALYSIS = {
     "treatment": {"column": "treatment", "treated": "resection", "control": "iat"},
     "cohort": ["burden == 1"],
+    "min_days_at_risk": 0,
     "covariates": ["age", "grade"],
     "missing": "complete_case",
-    "propensity": {"model": "logistic"},
-    "matching": {"exact": ["center"]},
+    "needed": ["center"],
 }
-OUTCOME = {"time_zero": "start", "end": "stop", "event": "dead"}
+OUTCOME = Outcome.from_dict({"time_zero": "start", "end": "stop", "event": "dead"})
+
+
+def build(registry, analysis, outcome=OUTCOME, time_unit="days"):
+    return build_cohort(registry, Selection.from_dict(analysis), outcome, time_unit, id_column="pid")
 
 
 def _registry() -> pd.DataFrame:
@@ -31,7 +36,7 @@ def _registry() -> pd.DataFrame:
 
 
 def test_attrition_counts_every_exclusion():
-    cohort, attrition = build_cohort(_registry(), ANALYSIS, OUTCOME, "days", id_column="pid")
+    cohort, attrition = build(_registry(), ANALYSIS, time_unit="days")
     steps = attrition["steps"]
     assert [s["excluded"] for s in steps] == [2, 1, 1]   # other/missing arm, burden, missing age
     assert all(s["before"] - s["excluded"] == s["after"] for s in steps)
@@ -41,24 +46,24 @@ def test_attrition_counts_every_exclusion():
 
 
 def test_outcome_in_time_unit_and_groups():
-    cohort, attrition = build_cohort(_registry(), ANALYSIS, OUTCOME, "months", id_column="pid")
+    cohort, attrition = build(_registry(), ANALYSIS, time_unit="months")
     assert cohort["time"].tolist() == pytest.approx([30 / 30.4375, 182 / 30.4375])
-    assert cohort["group"].tolist() == ["treated", "treated"]
+    assert cohort["treated"].tolist() == [True, True] and "group" not in cohort
     assert attrition["n_treated"] == 2 and attrition["n_control"] == 0
     assert "center" in cohort  # needed by exact matching
 
 
 def test_indicator_keeps_missing_covariates():
     analysis = dict(ANALYSIS, missing="indicator")
-    cohort, attrition = build_cohort(_registry(), analysis, OUTCOME, "days", id_column="pid")
+    cohort, attrition = build(_registry(), analysis, time_unit="days")
     assert attrition["n_final"] == 3
     assert cohort["age"].isna().sum() == 1
 
 
 def test_ready_time_outcome():
     registry = _registry().assign(os=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    cohort, _ = build_cohort(registry, dict(ANALYSIS, cohort=[]), {"time": "os", "event": "dead"}, "months",
-                             id_column="pid")
+    cohort, _ = build(registry, dict(ANALYSIS, cohort=[]), Outcome.from_dict({"time": "os", "event": "dead"}),
+                      "months")
     assert cohort["time"].tolist() == [1.0, 3.0, 5.0]
     assert "index_year" not in cohort
 
@@ -66,22 +71,21 @@ def test_ready_time_outcome():
 def test_minimum_days_at_risk_is_an_explicit_step():
     registry = _registry().assign(stop=pd.to_datetime(["2000-01-01", "2000-01-03", "2000-01-01", "2000-02-01",
                                                        "2000-01-03", "2001-01-01"]))
-    kept_all, attrition_all = build_cohort(registry, dict(ANALYSIS, cohort=[], missing="indicator"), OUTCOME,
-                                           "months", id_column="pid")
+    kept_all, attrition_all = build(registry, dict(ANALYSIS, cohort=[], missing="indicator"), time_unit="months")
     assert 0.0 in kept_all["time"].tolist()              # same-day follow-up is kept by default
     assert not any("days at risk" in s["criterion"] for s in attrition_all["steps"])
     analysis = dict(ANALYSIS, cohort=[], missing="indicator", min_days_at_risk=2)
-    cohort, attrition = build_cohort(registry, analysis, OUTCOME, "months", id_column="pid")
+    cohort, attrition = build(registry, analysis, time_unit="months")
     step = next(s for s in attrition["steps"] if s["criterion"] == "at least 2 days at risk")
     assert step["excluded"] == 2                          # the two same-day patients; 2 days is kept
     assert sorted(cohort["patient_id"]) == ["2", "5"]
 
 
 def test_a_cohort_without_an_arm_is_not_estimable_with_the_reason():
-    _, attrition = build_cohort(_registry(), ANALYSIS, OUTCOME, "days", id_column="pid")
+    _, attrition = build(_registry(), ANALYSIS, time_unit="days")
     assert attrition["estimable"] is False and attrition["stage"] == "cohort"
     assert "no control patients (iat)" in attrition["reason"]
-    _, empty = build_cohort(_registry(), dict(ANALYSIS, cohort=["burden == 7"]), OUTCOME, "days", id_column="pid")
+    _, empty = build(_registry(), dict(ANALYSIS, cohort=["burden == 7"]), time_unit="days")
     assert "the cohort is empty" in empty["reason"]
-    _, both = build_cohort(_registry(), dict(ANALYSIS, missing="indicator"), OUTCOME, "days", id_column="pid")
+    _, both = build(_registry(), dict(ANALYSIS, missing="indicator"), time_unit="days")
     assert both["estimable"] is True and "reason" not in both

@@ -1,8 +1,9 @@
 """Config validation: schema errors and semantic problems come back as one readable ConfigError."""
 import pytest
 
+from pipeline.config.settings import Study
 from pipeline.config.validate import (analysis_columns, analysis_problems, expand_analyses, fill_defaults, load_schema,
-                             prepare_config)
+                                      prepare_config)
 from pipeline.errors import ConfigError
 from tests.conftest import REPO
 
@@ -33,6 +34,24 @@ def test_defaults_fill_nested_blocks_left_out(demo_config):
     (lambda c: c.update(colour="blue"), "'colour' was unexpected"),
     (lambda c: c["registry"]["variables"]["age"].update(type="float"), "registry.variables.age.type"),
     (lambda c: c.update(time_unit="fortnights"), "time_unit"),
+    # what the semantic checks no longer look at, because the schema says it
+    (lambda c: c["registry"].update(variables={}), "registry.variables: {} should be non-empty"),
+    (lambda c: c["registry"]["variables"].update(ki67="numeric"), "registry.variables.ki67: 'numeric' is not of type"),
+    (lambda c: c["registry"]["variables"]["sex"].update(levels=[]), "variables.sex.levels: [] should be non-empty"),
+    (lambda c: c["registry"]["variables"]["sex"].update(levels="female"), "registry.variables.sex.levels"),
+    (lambda c: c["registry"]["variables"]["sex"].update(levels=["f", "f"]), "registry.variables.sex.levels"),
+    (lambda c: c["registry"]["variables"]["age"].update(min="ten"), "registry.variables.age.min"),
+    (lambda c: c["registry"]["variables"]["age"].update(max=True), "registry.variables.age.max"),
+    (lambda c: c["registry"]["variables"]["treatment"].update(required="yes"), "registry.variables.treatment.required"),
+    (lambda c: c["registry"].update(centers={}), "registry.centers: {} should be non-empty"),
+    (lambda c: c["registry"]["centers"]["center_e"].pop("path"), "registry.centers.center_e: 'path' is a required"),
+    (lambda c: c["registry"]["centers"]["center_e"].update(format="sav"), "registry.centers.center_e.format"),
+    (lambda c: c["registry"]["centers"]["center_b"]["read"].update(decimal=";"), "center_b.read.decimal"),
+    (lambda c: c["registry"]["centers"]["center_b"]["read"].update(quotechar="''"), "center_b.read.quotechar"),
+    (lambda c: c["registry"]["centers"]["center_a"]["codes"].update(sex="M"), "center_a.codes.sex"),
+    (lambda c: c["registry"]["centers"]["center_a"].update(scale={"age": 0}), "center_a.scale.age"),
+    (lambda c: c["outcome"].pop("end"), "outcome: 'end' is a required property"),
+    (lambda c: c["outcome"].update(time="age"), "outcome: Additional properties are not allowed"),
 ])
 def test_schema_errors_name_the_key(demo_config, mutate, expected):
     mutate(demo_config)
@@ -46,8 +65,8 @@ def _problems(config, **changes):
     for key, value in changes.items():
         analysis[key] = value
     schema = load_schema()
-    config = fill_defaults(config, schema, schema)
-    return analysis_problems(config["analyses"]["all_patients"], config, analysis_columns(config))
+    study = Study.from_config(fill_defaults(config, schema, schema))
+    return analysis_problems(study.analyses["all_patients"], study, analysis_columns(study))
 
 
 def test_unknown_covariate_and_non_covariate_types(demo_config):
@@ -108,3 +127,42 @@ def test_subgroups_and_sensitivity_grid_fan_out(demo_config):
 def test_subgroup_variable_must_be_categorical(demo_config):
     assert _problems(demo_config, subgroups=["age"]) == [
         "subgroups: 'age' must be a binary or category registry variable"]
+
+
+def test_splines_name_a_continuous_covariate(demo_config):
+    covariates = demo_config["analyses"]["all_patients"]["covariates"]
+    assert "age" in covariates and "ki67" not in covariates and "functional" in covariates
+    problems = _problems(demo_config, propensity={"splines": {"age": 4, "ki67": 3, "functional": 3}})
+    assert problems == ["propensity.splines: 'ki67' is not a numeric or integer covariate of the analysis",
+                        "propensity.splines: 'functional' is not a numeric or integer covariate of the analysis"]
+
+
+def test_every_semantic_problem_comes_in_one_config_error(demo_config):
+    demo_config["registry"]["variables"]["age"]["min"] = 120
+    demo_config["registry"]["centers"]["center_a"]["columns"]["not_there"] = "age"
+    demo_config["analyses"]["all_patients"]["covariates"].append("weight")
+    with pytest.raises(ConfigError) as err:
+        prepare_config(demo_config, REPO)
+    lines = str(err.value).splitlines()
+    assert lines[0] == "the config has problems:"
+    assert "  - analyses.all_patients.covariates: 'weight' is not a registry variable" in lines
+    assert "  - registry.variables.age: min 120 is greater than max 100" in lines
+    assert "  - registry.centers.center_a (resources/registry/center_a.csv): mapped column 'not_there' is not in " \
+           "the file's header" in lines
+
+
+def test_exact_matching_variables_must_exist(demo_config):
+    demo_config["analyses"]["all_patients"]["matching"]["exact"] = ["center", "ward"]
+    with pytest.raises(ConfigError) as caught:
+        prepare_config(demo_config, REPO)
+    assert "analyses.all_patients.matching.exact: 'ward' is not a registry variable" in str(caught.value)
+    assert "'center'" not in str(caught.value)
+
+
+def test_method_choices_come_from_the_registries():
+    from pipeline.design.matching import METHODS
+    from pipeline.design.propensity import MODELS
+
+    analysis = load_schema()["$defs"]["analysis"]["properties"]
+    assert analysis["matching"]["properties"]["method"]["enum"] == list(METHODS)
+    assert analysis["propensity"]["properties"]["model"]["enum"] == list(MODELS)

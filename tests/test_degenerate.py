@@ -3,21 +3,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.design.stages import balance_stage, match_stage, matching_distance, propensity_stage
+from dataclasses import replace
+
+from pipeline.config.settings import Analysis, Variable
+from pipeline.config.validate import block_with_defaults
 from pipeline.design.balance import balance_table, constant_covariates
+from pipeline.design.matching.common import matching_distance
+from pipeline.design.propensity import fit_propensity
+from pipeline.design.propensity.logistic import separating_covariates
+from pipeline.design.stages import balance_stage, match_stage, propensity_stage
 from pipeline.errors import NotEstimable
 from pipeline.io import estimable_record, upstream_not_estimable, write_json, write_not_estimable
-from pipeline.design.propensity.models import fit_propensity, separating_covariates
 
-VARIABLES = {"age": {"type": "numeric"}, "ecog": {"type": "integer"}, "male": {"type": "binary"},
-             "grade": {"type": "category", "levels": ["G1", "G2", "G3"]}}
-ANALYSIS = {
+VARIABLES = {name: Variable.from_dict(spec) for name, spec in {
+    "age": {"type": "numeric"}, "ecog": {"type": "integer"}, "male": {"type": "binary"},
+    "grade": {"type": "category", "levels": ["G1", "G2", "G3"]}}.items()}
+ANALYSIS = Analysis.from_dict(block_with_defaults({
+    "treatment": {"column": "arm", "treated": "a", "control": "b"},
     "covariates": ["age", "male", "grade"],
     "missing": "complete_case",
-    "propensity": {"model": "logistic", "splines": {}},
-    "matching": {"method": "nearest", "ratio": 1, "caliper": 0.2, "std_caliper": True, "caliper_scale": "logit",
-                 "replace": False, "order": "largest", "exact": [], "discard": "none"},
-}
+    "propensity": {"model": "logistic"},
+    "matching": {"caliper": 0.2},
+}, "analysis"))
 
 
 def cohort(n=60, seed=3, **columns) -> pd.DataFrame:
@@ -26,7 +33,6 @@ def cohort(n=60, seed=3, **columns) -> pd.DataFrame:
     frame = pd.DataFrame({
         "patient_id": [f"P{i}" for i in range(n)],
         "treated": treated,
-        "group": np.where(treated, "treated", "control"),
         "age": rng.normal(60, 10, n).round(1),
         "male": pd.array(rng.integers(0, 2, n), dtype="Int8"),
         "grade": pd.array(rng.choice(["G1", "G2", "G3"], n), dtype="string"),
@@ -37,8 +43,8 @@ def cohort(n=60, seed=3, **columns) -> pd.DataFrame:
 
 
 def run_design(data: pd.DataFrame, analysis=ANALYSIS):
-    scores, propensity = propensity_stage(data, analysis, VARIABLES, seed=1)
-    matched, pairs, matching = match_stage(data, scores, analysis, 1, propensity)
+    scores, propensity = propensity_stage(data, analysis.propensity_design, VARIABLES, seed=1)
+    matched, pairs, matching = match_stage(data, scores, analysis.matching, 1, propensity)
     return scores, propensity, matched, matching
 
 
@@ -71,8 +77,17 @@ def test_level_present_in_one_arm_only_is_named():
 
 def test_no_control_within_the_caliper_says_so():
     data = cohort()
-    analysis = {**ANALYSIS, "matching": {**ANALYSIS["matching"], "caliper": 1e-9}}
+    analysis = replace(ANALYSIS, matching=replace(ANALYSIS.matching, caliper=1e-9))
     with pytest.raises(NotEstimable, match="within the caliper.*widen the caliper"):
+        run_design(data, analysis)
+
+
+def test_no_control_in_any_exact_stratum_without_a_caliper_says_so():
+    data = cohort(site=np.where(np.arange(60) % 2 == 0, "x", "y"))        # site equals the arm
+    analysis = replace(ANALYSIS, matching=replace(ANALYSIS.matching, caliper=None, exact=("site",)))
+    with pytest.raises(NotEstimable, match="no treated patient has a control to be matched with, within the "
+                                           "exact-matching strata; check the propensity model or match exactly "
+                                           "on fewer variables than site"):
         run_design(data, analysis)
 
 
@@ -100,8 +115,7 @@ def test_balance_stage_reports_constant_covariates():
     data = cohort()
     scores, _, matched, _ = run_design(data)
     data["ecog"] = pd.array(np.where(data["treated"], 1, 2), dtype="Int64")
-    analysis = {**ANALYSIS, "covariates": ["age", "ecog"]}
-    _, _, summary = balance_stage(data, scores, matched, analysis, VARIABLES, min_cell=5)
+    _, _, summary = balance_stage(data, scores, matched, ["age", "ecog"], "complete_case", VARIABLES, min_cell=5)
     assert summary["estimable"] is True
     assert any(w.startswith("ecog is constant among") for w in summary["warnings"])
 
@@ -121,5 +135,5 @@ def test_not_estimable_outputs_and_their_propagation(tmp_path):
 def test_logistic_fit_on_separated_data_warns_with_the_culprit():
     treated = np.array([True] * 20 + [False] * 20)
     X = pd.DataFrame({"score": np.r_[np.linspace(5, 9, 20), np.linspace(0, 4, 20)]})
-    fit = fit_propensity(X, treated, {"model": "logistic"}, seed=1)
+    fit = fit_propensity(X, treated, ANALYSIS.propensity, seed=1)
     assert any("score ranges 5 to 9 in the treated and 0 to 4" in w for w in fit.warnings)

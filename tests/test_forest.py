@@ -4,21 +4,28 @@ import math
 import pytest
 from scipy.stats import chi2
 
+from pipeline.config.settings import Treatment
 from pipeline.report.forest import forest_plot, forest_rows, interaction_tests, suppressed
+from tests.test_report_formatting import variables
 
 
 def _survival(hr, se, n=40, events=20):
     arm = {"n": n, "events": events, "median": 18.0}
-    return {"treated": arm, "control": dict(arm, median=None), "hr": hr, "hr_lower": hr / 1.5,
-            "hr_upper": hr * 1.5, "hr_p": 0.5, "hr_robust_se": se, "power": {"mdrr": 2.2, "alpha": 0.05, "underpowered": True}}
+    return {"estimable": True, "treated": arm, "control": dict(arm, median=None), "hr": hr, "hr_lower": hr / 1.5,
+            "hr_upper": hr * 1.5, "hr_p": 0.5, "hr_robust_se": se,
+            "power": {"mdrr": 2.2, "alpha": 0.05, "underpowered": True}}
 
 
-VARIABLES = {"functional": {"type": "binary"}, "site": {"type": "category", "levels": ["pancreas", "ileum"]}}
-ANALYSES = {
-    "main": {},
-    "main__functional_0": {"derived_from": {"analysis": "main", "subgroup": {"variable": "functional", "level": 0}}},
-    "main__functional_1": {"derived_from": {"analysis": "main", "subgroup": {"variable": "functional", "level": 1}}},
-}
+def analyses(**derived) -> dict:
+    """The index rule's `analyses` parameter, typed: per name the treatment and its origin."""
+    treatment = Treatment("treatment", "res", "iat", None)
+    return {name: {"treatment": treatment, "derived_from": origin} for name, origin in derived.items()}
+
+
+VARIABLES = variables(functional={"type": "binary"}, site={"type": "category", "levels": ["pancreas", "ileum"]})
+ANALYSES = analyses(main=None,
+                    main__functional_0={"analysis": "main", "subgroup": {"variable": "functional", "level": 0}},
+                    main__functional_1={"analysis": "main", "subgroup": {"variable": "functional", "level": 1}})
 SURVIVALS = {"main": _survival(0.9, 0.2), "main__functional_0": _survival(0.5, 0.3, n=3),
              "main__functional_1": _survival(1.2, 0.25)}
 NOT_ESTIMABLE = {"estimable": False, "reason": "no events in either arm", "stage": "survival"}
@@ -41,9 +48,10 @@ def test_rows_follow_the_survival_results():
 
 
 def test_design_checks_are_columns():
-    matching = {"n_treated": 50, "n_treated_unmatched": 4, "n_discarded_treated": 1, "n_treated_matched": 45}
-    rows = forest_rows(ANALYSES, entries(main={"matching": matching, "balance_summary": {"failed": ["x (0.2)."]}}),
-                       VARIABLES)
+    matching = {"estimable": True, "n_treated_unmatched": 4, "n_discarded_treated": 1, "n_treated_matched": 45}
+    failed = {"estimable": True, "failed": [{"variable": "x", "smd_after": 0.2, "var_ratio_after": None}]}
+    rows = forest_rows(ANALYSES, entries(main={"matching": matching, "attrition": {"estimable": True, "n_treated": 50},
+                                               "balance_summary": failed}), VARIABLES)
     assert rows.loc[0, "treated_lost_share"] == pytest.approx(5 / 50)
     assert bool(rows.loc[0, "estimand_moved"]) and bool(rows.loc[0, "balance_failed"])
     assert not rows.loc[1, "balance_failed"] and not rows.loc[1, "estimand_moved"]

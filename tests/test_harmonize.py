@@ -1,6 +1,7 @@
 """Harmonization: typing, codes, row validation and quarantine, one crafted defect at a time."""
 
 import datetime as dt
+import logging
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from pipeline.errors import ConfigError
 from pipeline.ingest.harmonize import harmonize_center, merge_centers
 from pipeline.ingest.extract import read_extract
+from tests.ingest_settings import as_center, as_outcome, as_variables
 
 TODAY = dt.date(2026, 1, 1)
 VARIABLES = {
@@ -50,8 +52,14 @@ def raw_frame(rows, header=HEADER):
     return frame
 
 
+def harmonize_raw(raw, center=CENTER, variables=VARIABLES, outcome=OUTCOME, center_id="c1", source_file="c1.csv"):
+    """harmonize_center on the config blocks written here (as typed settings with the schema's defaults)."""
+    return harmonize_center(raw, center_id, as_center(center), as_variables(variables), as_outcome(outcome),
+                            source_file, today=TODAY)
+
+
 def harmonize(rows, center=CENTER, variables=VARIABLES, outcome=OUTCOME, header=HEADER):
-    return harmonize_center(raw_frame(rows, header), "c1", center, variables, outcome, "c1.csv", today=TODAY)
+    return harmonize_raw(raw_frame(rows, header), center, variables, outcome)
 
 
 def with_cell(column, value, row=0):
@@ -273,15 +281,14 @@ def test_real_files_semicolon_latin1_and_parquet_give_the_same_harmonized_rows(t
     lines = [";".join(HEADER)] + [";".join(f'"{v}"' if ";" in v or "," in v and "dead" in v else v for v in r)
                                   for r in GOOD_ROWS]
     csv.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
-    from_csv = harmonize_center(read_extract(csv, {**CENTER, "read": {**CENTER["read"], "encoding": "latin-1"}}),
-                                "c1", CENTER, VARIABLES, OUTCOME, "c.csv", today=TODAY)[0]
+    latin1 = as_center({**CENTER, "read": {**CENTER["read"], "encoding": "latin-1"}})
+    from_csv = harmonize_raw(read_extract(csv, latin1), source_file="c.csv")[0]
     table = pa.table({h: [r[i] for r in GOOD_ROWS] for i, h in enumerate(HEADER)})
     table = table.set_column(HEADER.index("alter"), "alter", pa.array([61.5, 70.0, 55.0, 80.25]))
     table = table.set_column(HEADER.index("op"), "op", pa.array(
         [dt.datetime(2003, 2, 1), dt.datetime(2004, 6, 15), dt.datetime(2005, 3, 1), dt.datetime(1999, 1, 1)]))
     pq.write_table(table, tmp_path / "c.parquet")
-    from_parquet = harmonize_center(read_extract(tmp_path / "c.parquet", CENTER), "c1", CENTER, VARIABLES,
-                                    OUTCOME, "c.parquet", today=TODAY)[0]
+    from_parquet = harmonize_raw(read_extract(tmp_path / "c.parquet", as_center(CENTER)), source_file="c.parquet")[0]
     pd.testing.assert_frame_equal(from_csv, from_parquet)
     assert len(from_csv) == 4
 
@@ -290,13 +297,12 @@ def center_part(center, ids):
     rows = [list(r) for r in GOOD_ROWS[: len(ids)]]
     for row, pid in zip(rows, ids):
         row[0] = pid
-    part = harmonize_center(raw_frame(rows), center, CENTER, VARIABLES, OUTCOME, f"{center}.csv", today=TODAY)
-    return part
+    return harmonize_raw(raw_frame(rows), center_id=center, source_file=f"{center}.csv")
 
 
 def test_merge_moves_ids_shared_across_centers_to_quarantine():
     parts = [center_part("a", ["X1", "X2", "X3"]), center_part("b", ["Y1", "X2"]), center_part("c", ["Z1"])]
-    accepted, quarantine, summary = merge_centers(parts)
+    accepted, quarantine, summary = merge_centers(parts, "patient_id")
     assert accepted["patient_id"].tolist() == ["X1", "X3", "Y1", "Z1"]
     assert quarantine[["center", "source_row"]].values.tolist() == [["a", 3], ["b", 3]]
     assert set(quarantine["reason_code"]) == {"duplicate_id_across_centers"}
@@ -309,10 +315,21 @@ def test_merge_moves_ids_shared_across_centers_to_quarantine():
     assert summary["total"]["reasons"] == {"duplicate_id_across_centers": 2}
 
 
+def test_each_center_and_the_merge_log_what_they_did(caplog):
+    rows = [*with_cell("alter", "sixty", row=1), [" "] * len(HEADER)]
+    with caplog.at_level(logging.INFO, logger="pipeline.ingest"):
+        bad = harmonize_raw(raw_frame(rows), center_id="z", source_file="z.csv")
+        merge_centers([bad, center_part("a", ["P1"])], "patient_id")
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert "z (z.csv): 5 rows read, 3 accepted, 2 quarantined (empty_row 1, not_a_number 1); 0 warnings" in lines
+    assert "a (a.csv): 1 rows read, 1 accepted, 0 quarantined; 0 warnings" in lines
+    assert "z: 1 accepted rows moved to quarantine (duplicate_id_across_centers)" in lines
+    assert "2 centers: 6 rows read, 2 accepted, 4 quarantined" in lines
+
+
 def test_merge_keeps_config_order_and_each_centers_quarantine():
-    bad = harmonize_center(raw_frame(with_cell("alter", "sixty", row=1)), "z", CENTER, VARIABLES, OUTCOME, "z.csv",
-                           today=TODAY)
-    accepted, quarantine, summary = merge_centers([bad, center_part("a", ["A1"])])
+    bad = harmonize_raw(raw_frame(with_cell("alter", "sixty", row=1)), center_id="z", source_file="z.csv")
+    accepted, quarantine, summary = merge_centers([bad, center_part("a", ["A1"])], "patient_id")
     assert list(summary["centers"]) == ["z", "a"]
     assert accepted["center"].tolist() == ["z"] * 3 + ["a"]
     assert quarantine["center"].tolist() == ["z"] and quarantine.loc[0, "alter"] == "sixty"
@@ -324,7 +341,7 @@ def test_merge_orders_quarantine_numerically_after_a_text_round_trip():
     for i in (7, 10):
         rows[i][HEADER.index("alter")] = "sixty"
     accepted, quarantine, summary = harmonize(rows)
-    _, merged, _ = merge_centers([(accepted, quarantine.astype("string"), summary)])
+    _, merged, _ = merge_centers([(accepted, quarantine.astype("string"), summary)], "patient_id")
     assert merged["source_row"].tolist() == [9, 12] and merged["source_row"].dtype == "int64"
 
 
@@ -447,7 +464,7 @@ def test_reader_problems_replace_the_rows_other_reasons():
     raw = raw_frame([GOOD_ROWS[0], ["P2", "??", "", "", "", "", "", "", "", "", ""], GOOD_ROWS[2]])
     raw["source_row_end"] = raw["source_row"]
     raw["read_problems"] = [None, (("too_few_fields", "row has 2 fields, the header has 11: short row", None),), None]
-    accepted, quarantine, summary = harmonize_center(raw, "c1", CENTER, VARIABLES, OUTCOME, "c1.csv", today=TODAY)
+    accepted, quarantine, summary = harmonize_raw(raw)
     assert quarantine["reason_code"].tolist() == ["too_few_fields"]
     assert quarantine.loc[0, "reason"] == "row has 2 fields, the header has 11: short row"
     assert summary["reasons"] == {"too_few_fields": 1} and accepted["source_row"].tolist() == [2, 4]

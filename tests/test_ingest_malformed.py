@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from pipeline.errors import DataError
 from pipeline.ingest.harmonize import harmonize_center, merge_centers
 from pipeline.ingest.extract import read_extract
+from tests.ingest_settings import as_center, as_outcome, as_variables
 
 VARIABLES = {"pid": {"type": "id"}, "months": {"type": "numeric"}, "dead": {"type": "binary"}}
 OUTCOME = {"time": "months", "event": "dead"}
@@ -31,10 +32,10 @@ def write(path, content, encoding="utf-8"):
 
 def ingest(path, center=None):
     """Reader and harmonize as the workflow runs them: (raw frame, accepted, quarantine, summary)."""
-    center = center or {}
+    center = as_center(center)
     raw = read_extract(path, center)
-    accepted, quarantine, summary = harmonize_center(raw, "c", center, VARIABLES, OUTCOME, str(path),
-                                                     today=dt.date(2026, 1, 1))
+    accepted, quarantine, summary = harmonize_center(raw, "c", center, as_variables(VARIABLES), as_outcome(OUTCOME),
+                                                     str(path), today=dt.date(2026, 1, 1))
     assert summary["rows_read"] == summary["accepted"] + summary["quarantined"] == len(raw)
     return raw, accepted, quarantine, summary
 
@@ -59,7 +60,7 @@ def test_rows_with_too_many_or_too_few_fields_are_quarantined_and_the_rest_is_re
     long = ",".join(f"v{i}" for i in range(1, 24))
     short = ",".join(f"v{i}" for i in range(1, 20))
     path = write(tmp_path / "wide.csv", "\n".join([header, good, long, short, good]) + "\n")
-    raw = read_extract(path, {})
+    raw = read_extract(path, as_center())
     assert raw["source_row"].tolist() == [2, 3, 4, 5]
     assert problems(raw, 3) == [("too_many_fields",
                                  "row has 23 fields, the header has 21 (beyond the last column: 'v22,v23')")]
@@ -162,7 +163,7 @@ def test_quotes_inside_unquoted_and_doubled_inside_quoted_fields(tmp_path):
 
 def test_a_custom_quote_character(tmp_path):
     text = "pid;note;months;dead\nP1;'a;b';1;1\nP2;'stray;2;0\nP3;x;3;1\n"
-    raw = read_extract(write(tmp_path / "c.csv", text), {"read": {"sep": ";", "quotechar": "'"}})
+    raw = read_extract(write(tmp_path / "c.csv", text), as_center({"read": {"sep": ";", "quotechar": "'"}}))
     assert raw["note"].tolist()[0] == "a;b"
     assert problems(raw, 3)[0][0] == "stray_quote" and problems(raw, 4) == []
 
@@ -190,14 +191,14 @@ def test_a_control_character_in_an_unused_column_changes_nothing_the_study_uses(
 
 
 def test_a_tab_in_a_csv_cell_is_text_and_in_a_tsv_the_delimiter(tmp_path):
-    raw = read_extract(write(tmp_path / "c.csv", f"{HEADER}\nP1,a\tb,1,1\n"), {})
+    raw = read_extract(write(tmp_path / "c.csv", f"{HEADER}\nP1,a\tb,1,1\n"), as_center())
     assert raw.loc[0, "note"] == "a\tb" and raw.loc[0, "read_problems"] is None
-    raw = read_extract(write(tmp_path / "c.tsv", "pid\tnote\nP1\ta b\n"), {})
+    raw = read_extract(write(tmp_path / "c.tsv", "pid\tnote\nP1\ta b\n"), as_center())
     assert raw.loc[0, "note"] == "a b"
 
 
 def test_a_control_character_as_delimiter(tmp_path):
-    raw = read_extract(write(tmp_path / "c.csv", "pid\x1fnote\nP1\x1fa\n"), {"read": {"sep": "\x1f"}})
+    raw = read_extract(write(tmp_path / "c.csv", "pid\x1fnote\nP1\x1fa\n"), as_center({"read": {"sep": "\x1f"}}))
     assert raw["note"].tolist() == ["a"] and raw["read_problems"].isna().all()
 
 
@@ -206,8 +207,8 @@ def test_crlf_and_lone_cr_line_ends_read_like_lf(tmp_path, eol):
     rows = [HEADER, "P1,a,1,1", "P2,b,2,0", "", "P3,c,3,1"]
     ends = ["\r\n", "\r", "\n", "\r"] if eol == "mixed" else [eol] * 4
     text = "".join(row + end for row, end in zip(rows, ends)) + rows[-1]
-    lf = read_extract(write(tmp_path / "lf.csv", "\n".join(rows)), {})
-    other = read_extract(write(tmp_path / "other.csv", text), {})
+    lf = read_extract(write(tmp_path / "lf.csv", "\n".join(rows)), as_center())
+    other = read_extract(write(tmp_path / "other.csv", text), as_center())
     pd.testing.assert_frame_equal(lf, other)
     assert other["source_row"].tolist() == [2, 3, 4, 5]
 
@@ -261,7 +262,7 @@ def test_a_formula_without_value_in_an_unused_column_keeps_the_row(tmp_path):
 
 def test_formula_cells_with_a_computed_value_read_that_value(tmp_path):
     path = xlsx_with_formulas(tmp_path / "c.xlsx", cached={"C2": 60, "C4": 84})
-    raw = read_extract(path, {})
+    raw = read_extract(path, as_center())
     assert raw["months"].tolist() == ["60", "72", "84"] and raw["read_problems"].isna().all()
 
 
@@ -269,7 +270,7 @@ def test_a_formula_computing_empty_text_is_a_value(tmp_path):
     path = xlsx_with_formulas(tmp_path / "c.xlsx")
     _rewrite_sheet(path, lambda xml: xml.replace('<c r="C2"><f>B2*12</f><v /></c>',
                                                  '<c r="C2" t="str"><f>""</f><v></v></c>'))
-    raw = read_extract(path, {})
+    raw = read_extract(path, as_center())
     assert raw.loc[0, "months"] == "" and raw.loc[0, "read_problems"] is None
     assert raw.loc[2, "read_problems"][0][0] == "formula_without_value"
 
@@ -281,7 +282,7 @@ def test_a_stale_sheet_dimension_loses_no_row_or_column(tmp_path):
     path = tmp_path / "c.xlsx"
     book.save(path)
     _rewrite_sheet(path, lambda xml: re.sub(r'<dimension ref="[^"]*"', '<dimension ref="A1:B2"', xml))
-    raw = read_extract(path, {})
+    raw = read_extract(path, as_center())
     assert raw["pid"].tolist() == ["P1", "P2", "P3"]
     assert raw["dead"].tolist() == ["1", "0", "1"] and raw["Unnamed: 3"].tolist() == ["", "", "note"]
 
@@ -314,7 +315,7 @@ def test_time_zone_aware_timestamps_keep_their_wall_clock_date(tmp_path):
     berlin = pa.array(utc, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us", tz="Europe/Berlin"))
     india = pa.array([dt.datetime(2003, 1, 31, 20, 0), None], pa.timestamp("s", tz="UTC")).cast(
         pa.timestamp("s", tz="+05:30"))
-    raw = read_extract(parquet(tmp_path, op=berlin, seen=india), {})
+    raw = read_extract(parquet(tmp_path, op=berlin, seen=india), as_center())
     assert raw["op"].tolist() == ["2003-02-01", "2003-07-01"]
     assert raw["seen"].tolist() == ["2003-02-01 01:30:00", ""]
 
@@ -329,7 +330,7 @@ def test_dates_and_timestamps_of_every_unit(tmp_path):
         ms=pa.array([stamp.replace(microsecond=500_000)], pa.timestamp("ms")),
         us=pa.array([stamp.replace(microsecond=250)], pa.timestamp("us")),
         ns=pa.array([stamp], pa.timestamp("ns")),
-    ), {})
+    ), as_center())
     assert raw.loc[0, ["d32", "d64", "s", "ns"]].tolist() == ["2001-01-02", "2001-01-02", "2003-02-01 08:05:01",
                                                               "2003-02-01 08:05:01"]
     assert raw.loc[0, "ms"] == "2003-02-01 08:05:01.500"
@@ -349,7 +350,7 @@ def test_numbers_of_every_type_are_rendered_exactly(tmp_path):
         cat=pa.array(["a", "b", "a", None, "a", "a", "a"]).dictionary_encode(),
         nothing=pa.array([None] * 7, pa.null()),
         big_text=pa.array(["x", "", None, "y", "z", "z", "z"], pa.large_string()),
-    ), {})
+    ), as_center())
     assert raw.loc[0, "u64"] == "18446744073709551615" and raw.loc[0, "i64"] == "-9223372036854775808"
     assert [float(v) for v in raw["f64"]] == floats
     assert [decimal.Decimal(v) for v in raw.loc[:1, "dec"]] == [decimal.Decimal("61.5"), decimal.Decimal("-1e-30")]
@@ -379,7 +380,7 @@ def test_a_control_character_in_a_parquet_string(tmp_path):
 def test_a_column_without_text_form_stops_the_read_naming_it(tmp_path, column, kind):
     path = parquet(tmp_path, pid=["A"], visits=column)
     with pytest.raises(DataError, match=rf"c\.parquet: column 'visits' has type {kind}"):
-        read_extract(path, {})
+        read_extract(path, as_center())
 
 
 # ---------------------------------------------------------------- 7. encodings
@@ -400,7 +401,7 @@ def test_utf8_declared_latin1_is_read_as_declared_with_a_warning(tmp_path, caplo
 
 def test_cp1252_bytes_declared_latin1_warn(tmp_path):
     path = write(tmp_path / "c.csv", f"{HEADER}\nP1,5 €,1,1\n", "cp1252")
-    [warning] = read_extract(path, {"read": {"encoding": "latin-1"}}).attrs["warnings"]
+    [warning] = read_extract(path, as_center({"read": {"encoding": "latin-1"}})).attrs["warnings"]
     assert "cp1252" in warning
 
 
@@ -412,7 +413,7 @@ def test_a_clean_file_has_no_warnings(tmp_path):
 def test_latin1_declared_utf8_names_line_and_byte(tmp_path):
     path = write(tmp_path / "c.csv", f"{HEADER}\nP1,ok,1,1\nJürgen,x,2,0\nMüller,y,3,1\n", "latin-1")
     with pytest.raises(DataError, match=r"c\.csv: not valid UTF-8 text: line 3 holds byte 0xfc .*read\.encoding"):
-        read_extract(path, {})
+        read_extract(path, as_center())
 
 
 def test_a_utf8_file_with_a_pasted_latin1_line_quarantines_that_line(tmp_path):
@@ -426,7 +427,7 @@ def test_a_utf8_file_with_a_pasted_latin1_line_quarantines_that_line(tmp_path):
 def test_an_undefined_cp1252_byte_stops_the_read_with_a_hint(tmp_path):
     path = write(tmp_path / "c.csv", f"{HEADER}\nÁrpád,x,1,1\n")  # Á is C3 81 in UTF-8; cp1252 lacks 0x81
     with pytest.raises(DataError, match=r"line 2 holds byte 0x81.*valid UTF-8: set read\.encoding: utf-8"):
-        read_extract(path, {"read": {"encoding": "cp1252"}})
+        read_extract(path, as_center({"read": {"encoding": "cp1252"}}))
 
 
 # ---------------------------------------------------------------- property: every physical line accounted for
@@ -516,7 +517,7 @@ def test_every_physical_line_is_accounted_for_and_no_accepted_value_changes(tmp_
     parts = PHYSICAL_LINE_END.split(body)
     n_lines = len(parts) - (parts[-1] == "")
 
-    raw = read_extract(path, {"read": {"sep": sep}})
+    raw = read_extract(path, as_center({"read": {"sep": sep}}))
 
     # every physical line after the header belongs to exactly one record
     spans = sorted(zip(raw["source_row"], raw["source_row_end"]))
@@ -547,6 +548,7 @@ def test_every_physical_line_is_accounted_for_and_no_accepted_value_changes(tmp_
 
     if width >= 3:  # through harmonize: the counts add up (harmonize asserts it) and rows keep their numbers
         variables = {"c0": {"type": "id"}, "c1": {"type": "numeric"}, "c2": {"type": "binary"}}
-        accepted, quarantine, summary = harmonize_center(raw, "x", {"read": {"sep": sep}}, variables,
-                                                         {"time": "c1", "event": "c2"}, "x.csv")
+        accepted, quarantine, summary = harmonize_center(raw, "x", as_center({"read": {"sep": sep}}),
+                                                         as_variables(variables),
+                                                         as_outcome({"time": "c1", "event": "c2"}), "x.csv")
         assert sorted([*accepted["source_row"], *quarantine["source_row"]]) == sorted(raw["source_row"])

@@ -66,3 +66,16 @@ def test_cli_exit_codes(results, tmp_path, capsys):
     assert main(["compare", str(tmp_path / "m.json"), str(results)]) == 1
     out = capsys.readouterr().out
     assert "registry/centers/a/accepted: 9 -> 8" in out
+
+
+def test_not_estimable_analysis_gives_its_flags_not_its_placeholder_table(results):
+    record = {"estimable": False, "reason": "no treated patient has a control within the caliper", "stage": "match"}
+    analysis = results / "sub__narrow"
+    analysis.mkdir()
+    for stem in ("matching", "survival"):
+        (analysis / f"{stem}.json").write_text(json.dumps(record))
+    (analysis / "balance.csv").write_text(f"estimable,reason\nFalse,{record['reason']}\n")
+    numbers = build_manifest(results)["numbers"]
+    assert numbers["sub__narrow/matching/estimable"] is False and numbers["sub__narrow/survival/estimable"] is False
+    assert not [key for key in numbers if key.startswith("sub__narrow/balance")]
+    assert numbers["sub/balance/age/smd_after"] == 0.05

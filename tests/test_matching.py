@@ -1,4 +1,5 @@
-"""Tests for pipeline.design.matching.nearest: MatchIt reference fixtures, a brute-force reference, properties."""
+"""Tests for pipeline.design.matching: MatchIt reference fixtures, a brute-force reference, properties, the
+matching stage's outputs."""
 import json
 import math
 from pathlib import Path
@@ -9,13 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import ConfigError, DataError
-from pipeline.design.matching.nearest import (
-    check_matching_settings,
-    common_support,
-    distance_from_ps,
-    match_nearest,
-)
+from pipeline.config.settings import Matching
+from pipeline.design.matching import describe
+from pipeline.design.matching.common import common_support, distance_from_ps
+from pipeline.design.matching.nearest import match_nearest
+from pipeline.design.stages import match_stage, published_matched
+from pipeline.errors import DataError
 
 REFERENCE = Path(__file__).parent / "reference"
 TREATMENT_COLUMN = {"lalonde": "treat", "gbsg": "hormon"}
@@ -152,8 +152,8 @@ def test_weights_of_unequal_sets_are_rescaled_to_mean_one():
     result = match_nearest(distance, treated, ratio=2, caliper=0.2, std_caliper=False, order="data")
     np.testing.assert_allclose(result.weights, [1, 1, 0.75, 0.75, 1.5, 0], rtol=1e-15)
     assert result.counts == {
-        "n_treated": 2, "n_control": 4, "n_treated_matched": 2, "n_treated_unmatched": 0,
-        "n_controls_matched": 3, "n_discarded_treated": 0, "n_discarded_control": 0,
+        "n_treated_matched": 2, "n_treated_unmatched": 0, "n_controls_matched": 3,
+        "n_discarded_treated": 0, "n_discarded_control": 0,
     }
     assert result.subclass.tolist() == [1, 2, 1, 1, 2, 0]
 
@@ -178,10 +178,6 @@ def test_random_order_is_seeded():
 
 
 def test_bad_inputs_raise_user_errors():
-    with pytest.raises(ConfigError, match="ratio"):
-        match_nearest(np.array([0.0, 1.0]), np.array([True, False]), ratio=0)
-    with pytest.raises(ConfigError, match="order"):
-        match_nearest(np.array([0.0, 1.0]), np.array([True, False]), order="closest")
     with pytest.raises(DataError, match="missing, or infinite"):
         match_nearest(np.array([0.0, np.nan]), np.array([True, False]))
     with pytest.raises(DataError, match="values but the distance has"):
@@ -198,8 +194,6 @@ def test_distance_from_ps():
     np.testing.assert_array_equal(distance_from_ps(ps, "ps"), ps)
     with pytest.raises(DataError, match="logit"):
         distance_from_ps(np.array([0.0, 0.5]), "logit")
-    with pytest.raises(ConfigError, match="caliper_scale"):
-        distance_from_ps(ps, "probit")
 
 
 def test_common_support_uses_the_other_groups_range_with_strict_bounds():
@@ -210,40 +204,70 @@ def test_common_support_uses_the_other_groups_range_with_strict_bounds():
     assert common_support(ps, treated, "control").tolist() == [False] * 7 + [True]
     assert common_support(ps, treated, "treated").tolist() == [True] + [False] * 7
     assert common_support(ps, treated, "both").tolist() == [True] + [False] * 6 + [True]
-    with pytest.raises(ConfigError, match="discard"):
-        common_support(ps, treated, "hull")
 
 
 # ---------------------------------------------------------------------------------------------
 # settings
 
 
-GOOD = {"method": "nearest", "ratio": 1, "caliper": 0.2, "std_caliper": True, "caliper_scale": "logit",
-        "replace": False, "order": "largest", "exact": ["center"], "discard": "none"}
+def matching_settings(**changes) -> Matching:
+    return Matching.from_dict({"method": "nearest", "ratio": 1, "caliper": 0.2, "std_caliper": True,
+                               "caliper_scale": "logit", "replace": False, "order": "largest", "exact": [],
+                               "discard": "none", **changes})
 
 
-def test_good_settings_have_no_messages():
-    assert check_matching_settings(GOOD, ["center", "age"]) == []
-    assert check_matching_settings({}, []) == []
+def test_nearest_describes_its_settings():
+    sentence = describe(matching_settings(), 0.3510080298950298)
+    assert sentence.startswith("Patients were matched 1:1 by greedy nearest-neighbour matching without replacement")
+    assert "in largest order" in sentence and "a caliper of 0.2 SD of the logit of the propensity score" in sentence
+    assert "(raw width 0.3510)" in sentence and sentence.endswith("common-support discard: none.")
+    other = describe(matching_settings(ratio=2, caliper=None, replace=True, exact=["center", "grade"],
+                                       discard="both"), None)
+    assert "matched 2:1" in other and "with replacement in data order" in other    # MatchIt ignores order then
+    assert "with no caliper," in other and "raw width" not in other
+    assert ", exactly within center, grade," in other and other.endswith("discard: both.")
+    assert "on the ps scale" in describe(matching_settings(std_caliper=False, caliper_scale="ps"), 0.2)
 
 
-@pytest.mark.parametrize("change, fragment", [
-    ({"ratio": 0}, "matching.ratio: must be a whole number >= 1, got 0"),
-    ({"ratio": 1.5}, "matching.ratio"),
-    ({"caliper": -0.1}, "matching.caliper: must not be negative, got -0.1"),
-    ({"caliper": "wide"}, "matching.caliper: must be a number"),
-    ({"order": "closest"}, "matching.order: 'closest' is not one of largest, smallest, data, random"),
-    ({"caliper_scale": "probit"}, "matching.caliper_scale: 'probit'"),
-    ({"discard": "hull"}, "matching.discard: 'hull'"),
-    ({"replace": "yes"}, "matching.replace: must be true or false"),
-    ({"exact": ["center", "site"]}, "matching.exact: variable(s) not in the data: site"),
-    ({"exact": "center"}, "matching.exact: must be a list"),
-    ({"method": "optimal"}, "matching.method: 'optimal' is not supported"),
-    ({"calliper": 0.2}, "matching.calliper: unknown key"),
-])
-def test_bad_settings_are_named(change, fragment):
-    messages = check_matching_settings({**GOOD, **change}, ["center", "age"])
-    assert len(messages) == 1 and fragment in messages[0]
+# ---------------------------------------------------------------------------------------------
+# the matching stage: matched.parquet, pairs.parquet, matching.json
+
+
+def stage_inputs(replace=False):
+    """Six patients: treated P0 (distance 0) and P3 (1); controls P1 (0.05), P2 (3), P4 (1.05), P5 (0.92)."""
+    distance = np.array([0.0, 0.05, 3.0, 1.0, 1.05, 0.92])
+    treated = np.array([True, False, False, True, False, False])
+    ids = [f"P{i}" for i in range(6)]
+    cohort = pd.DataFrame({"patient_id": ids, "treated": treated})
+    scores = pd.DataFrame({"patient_id": ids, "group": np.where(treated, "treated", "control"),
+                           "ps": 1 / (1 + np.exp(-distance)), "distance": distance, "discarded": False})
+    return cohort, scores, matching_settings(ratio=2, caliper=0.12, std_caliper=False, order="data", replace=replace)
+
+
+def test_match_stage_writes_one_arm_column_and_only_the_matchings_own_counts():
+    cohort, scores, matching = stage_inputs()
+    matched, pairs, summary = match_stage(cohort, scores, matching, seed=1)
+    # P0 takes P1 (P5 is 0.92 away: beyond the caliper); P3 takes P4, then P5
+    assert list(matched.columns) == ["patient_id", "treated", "subclass", "weight", "ps", "distance"]
+    assert matched["patient_id"].tolist() == ["P0", "P1", "P3", "P4", "P5"]
+    assert matched["treated"].tolist() == [True, False, True, False, False]
+    assert matched["subclass"].tolist() == [1, 1, 2, 2, 2] and str(matched["subclass"].dtype) == "Int64"
+    # controls: raw weights 1, 1/2, 1/2 rescaled to mean 1 over the three controls -> 1.5, 0.75, 0.75
+    np.testing.assert_allclose(matched["weight"], [1.0, 1.5, 1.0, 0.75, 0.75], rtol=1e-15)
+    assert pairs[["treated_id", "control_id", "slot"]].values.tolist() == [["P0", "P1", 1], ["P3", "P4", 1],
+                                                                           ["P3", "P5", 2]]
+    assert summary == {"estimable": True, "settings": matching.to_dict(), "caliper_raw": 0.12,
+                       "n_treated_matched": 2, "n_treated_unmatched": 0, "n_controls_matched": 3,
+                       "n_discarded_treated": 0, "n_discarded_control": 0}
+    published = published_matched(matched)
+    assert list(published.columns) == ["patient_id", "group", "subclass", "weight", "ps", "distance"]
+    assert published["group"].tolist() == ["treated", "control", "treated", "control", "control"]
+
+
+def test_match_stage_with_replacement_has_no_subclass():
+    cohort, scores, matching = stage_inputs(replace=True)
+    matched, _, _ = match_stage(cohort, scores, matching, seed=1)
+    assert matched["subclass"].isna().all() and str(matched["subclass"].dtype) == "Int64"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,30 +8,31 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from pipeline.config.settings import Propensity, Variable
+from pipeline.design.propensity import fit_propensity
+from pipeline.design.propensity.design_matrix import add_missing_indicators, design_matrix
+from pipeline.design.propensity.diagnostics import preference_score, ps_diagnostics, weighted_auc
+from pipeline.design.propensity.splines import restricted_cubic_spline
 from pipeline.errors import ConfigError, DataError
-from pipeline.design.propensity.models import (
-    add_missing_indicators,
-    design_matrix,
-    fit_propensity,
-    preference_score,
-    ps_diagnostics,
-    restricted_cubic_spline,
-    weighted_auc,
-)
 
 REFERENCE = Path(__file__).parent / "reference"
 FIXTURES = {
     "lalonde": ("treat", ["age", "educ", "black", "hispan", "married", "nodegree", "re74", "re75"]),
     "gbsg": ("hormon", ["age", "meno", "size", "grade", "nodes", "pgr", "er"]),
 }
-VARIABLES = {
+VARIABLES = {name: Variable.from_dict(spec) for name, spec in {
     "age": {"type": "numeric"},
     "ecog": {"type": "integer"},
     "functional": {"type": "binary"},
     "grade": {"type": "category", "levels": ["G1", "G2", "G3"]},
     "site": {"type": "category", "levels": ["pancreas", "small_bowel", "other"]},
     "treatment_date": {"type": "date"},
-}
+}.items()}
+
+
+def model(name: str = "logistic", **settings) -> Propensity:
+    """An analysis's propensity settings as the schema fills them."""
+    return Propensity.from_dict({"model": name, "splines": {}, **settings})
 
 
 def small_frame() -> pd.DataFrame:
@@ -51,7 +52,7 @@ def test_logistic_equals_r_glm(dataset):
     treatment, covariates = FIXTURES[dataset]
     units = pd.read_csv(REFERENCE / f"{dataset}_units.csv")
     expected = json.loads((REFERENCE / f"{dataset}_glm_coef.json").read_text())
-    fit = fit_propensity(units[covariates].astype(float), units[treatment].to_numpy(), {"model": "logistic"}, seed=1)
+    fit = fit_propensity(units[covariates].astype(float), units[treatment].to_numpy(), model(), seed=1)
     assert fit.converged and fit.warnings == []
     assert list(fit.coefficients) == list(expected)
     for name, value in expected.items():
@@ -138,12 +139,10 @@ def test_spline_terms_enter_the_logistic_model():
     rng = np.random.default_rng(4)
     age = rng.uniform(30, 90, 300)
     treated = rng.random(300) < 1 / (1 + np.exp(-((age - 60) / 8) ** 2 + 1))
-    fit = fit_propensity(pd.DataFrame({"age": age}), treated, {"model": "logistic", "splines": {"age": 4}}, seed=1)
+    fit = fit_propensity(pd.DataFrame({"age": age}), treated, model(splines={"age": 4}), seed=1)
     assert list(fit.coefficients) == ["(Intercept)", "age", "age'", "age''"]
-    with pytest.raises(ConfigError, match="weight"):
-        fit_propensity(pd.DataFrame({"age": age}), treated, {"model": "logistic", "splines": {"weight": 4}}, seed=1)
-    with pytest.raises(ConfigError, match="knots"):
-        fit_propensity(pd.DataFrame({"age": age}), treated, {"model": "logistic", "splines": {"age": 9}}, seed=1)
+    with pytest.raises(DataError, match="too few distinct values for 4 knots"):
+        fit_propensity(pd.DataFrame({"age": np.round(age / 100)}), treated, model(splines={"age": 4}), seed=1)
 
 
 # ---------------------------------------------------------------- fitting problems
@@ -151,7 +150,7 @@ def test_spline_terms_enter_the_logistic_model():
 def test_perfect_separation_warns_and_still_returns_scores():
     x = np.arange(12.0)
     treated = x > 5.5
-    fit = fit_propensity(pd.DataFrame({"x": x}), treated, {"model": "logistic"}, seed=1)
+    fit = fit_propensity(pd.DataFrame({"x": x}), treated, model(), seed=1)
     assert any("separate" in w for w in fit.warnings)
     assert np.all(np.isfinite(fit.ps)) and np.all((fit.ps >= 0) & (fit.ps <= 1))
     assert np.all(fit.ps[treated] > 0.5) and np.all(fit.ps[~treated] < 0.5)
@@ -161,7 +160,7 @@ def test_collinear_covariates_warn():
     rng = np.random.default_rng(3)
     x = rng.normal(size=40)
     X = pd.DataFrame({"a": x, "b": 2 * x, "c": rng.normal(size=40)})
-    fit = fit_propensity(X, rng.random(40) < 0.5, {"model": "logistic"}, seed=1)
+    fit = fit_propensity(X, rng.random(40) < 0.5, model(), seed=1)
     assert any("rank deficient" in w for w in fit.warnings)
     assert np.all(np.isfinite(fit.ps))
 
@@ -169,26 +168,18 @@ def test_collinear_covariates_warn():
 def test_missing_values_or_one_arm_are_data_errors():
     X = pd.DataFrame({"x": [1.0, np.nan, 3.0, 4.0]})
     with pytest.raises(DataError, match="missing"):
-        fit_propensity(X, np.array([1, 0, 1, 0]), {"model": "logistic"}, seed=1)
+        fit_propensity(X, np.array([1, 0, 1, 0]), model(), seed=1)
     with pytest.raises(DataError, match="arm"):
-        fit_propensity(X.fillna(2.0), np.ones(4), {"model": "logistic"}, seed=1)
-
-
-def test_unknown_model_is_a_config_error():
-    with pytest.raises(ConfigError, match="random_forest"):
-        fit_propensity(pd.DataFrame({"x": [1.0, 2.0]}), np.array([1, 0]), {"model": "random_forest"}, seed=1)
+        fit_propensity(X.fillna(2.0), np.ones(4), model(), seed=1)
 
 
 def test_precomputed_scores_pass_through_and_are_checked():
     X = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
-    fit = fit_propensity(X, np.array([1, 0, 1]), {"model": "precomputed", "column": "p"}, seed=1,
-                         precomputed=np.array([0.2, 0.5, 0.9]))
+    precomputed = model("precomputed", column="p")
+    fit = fit_propensity(X, np.array([1, 0, 1]), precomputed, seed=1, cohort=pd.DataFrame({"p": [0.2, 0.5, 0.9]}))
     assert fit.ps.tolist() == [0.2, 0.5, 0.9] and fit.model == "precomputed"
-    with pytest.raises(DataError, match="outside"):
-        fit_propensity(X, np.array([1, 0, 1]), {"model": "precomputed", "column": "p"}, seed=1,
-                       precomputed=np.array([0.2, 1.0, np.nan]))
-    with pytest.raises(ConfigError, match="column"):
-        fit_propensity(X, np.array([1, 0, 1]), {"model": "precomputed", "column": "p"}, seed=1)
+    with pytest.raises(DataError, match="'p' has 2 values missing or outside"):
+        fit_propensity(X, np.array([1, 0, 1]), precomputed, seed=1, cohort=pd.DataFrame({"p": [0.2, 1.0, np.nan]}))
 
 
 # ---------------------------------------------------------------- causalml models
@@ -201,12 +192,12 @@ def tiny_data():
     return X, treated
 
 
-@pytest.mark.parametrize("model", ["elastic_net", "gradient_boosting"])
-def test_causalml_models_are_seeded_and_reproducible(tiny_data, model):
+@pytest.mark.parametrize("name", ["elastic_net", "gradient_boosting"])
+def test_causalml_models_are_seeded_and_reproducible(tiny_data, name):
     X, treated = tiny_data
-    first = fit_propensity(X, treated, {"model": model}, seed=20110801)
-    second = fit_propensity(X, treated, {"model": model}, seed=20110801)
-    assert first.model == model and first.coefficients is None
+    first = fit_propensity(X, treated, model(name), seed=20110801)
+    second = fit_propensity(X, treated, model(name), seed=20110801)
+    assert first.model == name and first.coefficients is None
     assert np.array_equal(first.ps, second.ps)
     assert first.ps.shape == (120,) and np.all((first.ps > 0) & (first.ps < 1))
     # the scores carry the signal: treated patients have higher scores on average
@@ -244,7 +235,7 @@ def test_equipoise_share_before_and_after_weights():
     assert before["share_treated"] == 0.5
     assert before["equipoise_share"] == pytest.approx(0.75)
     assert before["equipoise_share_treated"] == pytest.approx(0.5)
-    after = ps_diagnostics(ps, treated, weights=np.array([1.0, 1.0, 0.0, 0.0]))   # unit 4 unmatched
-    assert after["n_treated"] == 1 and after["n_control"] == 1
+    after = ps_diagnostics(ps, treated, weights=np.array([1.0, 1.0, 0.0, 0.0]))   # units 3 and 4 unmatched
+    assert after["share_treated"] == 0.5
     assert after["equipoise_share"] == pytest.approx(1.0)
     assert after["c_statistic"] == pytest.approx(0.5)

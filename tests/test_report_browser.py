@@ -1,4 +1,7 @@
-"""The reports as a person sees them: rendered by headless Chromium, offline."""
+"""The reports as a person sees them: rendered by headless Chromium, offline.
+
+Without Chromium or playwright the whole module skips at collection, before the `demo` fixture
+would build the demo study for nothing."""
 import shutil
 
 import pytest
@@ -7,16 +10,16 @@ from tests.test_workflow import analyses
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium")
+if CHROMIUM is None:
+    pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
+    with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield browser
         browser.close()

@@ -7,7 +7,10 @@ import pytest
 
 from pipeline.report.diagnostic_plots import love_plot, overlap_plot
 from pipeline.report.forest import forest_rows, forest_plot
+from pipeline.outcome.km import KaplanMeier
 from pipeline.report.km_plot import natural_ticks, plot_km
+from tests.test_forest import analyses
+from tests.test_report_formatting import variables
 
 # invalid mathtext: matplotlib raises on it unless the label is drawn as plain text
 DOLLAR = r"cost $\notacommand$ <5 & co"
@@ -16,6 +19,16 @@ N = 60
 TIME = np.round(rng.exponential(30, N), 1)
 EVENT = (rng.random(N) < 0.6).astype(int)
 TREATED = np.arange(N) % 2 == 0
+
+
+def km_curves(event=EVENT, weight=np.ones(N), ci="log-log"):
+    """The arms' fitted curves, as the survival stage hands them to the plot."""
+    return {"treated": KaplanMeier.fit(TIME[TREATED], event[TREATED], weight[TREATED], ci),
+            "control": KaplanMeier.fit(TIME[~TREATED], event[~TREATED], weight[~TREATED], ci)}
+
+
+def km(curves, labels=("resection", "IAT"), endpoint="overall survival", **kw):
+    return plot_km(curves, endpoint=endpoint, labels=dict(zip(("treated", "control"), labels)), **kw)
 
 
 def texts(fig) -> list[str]:
@@ -40,8 +53,7 @@ def test_ticks_are_natural_units(t_max, unit, expected):
 
 
 def test_km_plot_shows_endpoint_censoring_and_counts_at_risk(tmp_path):
-    fig = plot_km(TIME, EVENT, TREATED, np.ones(N), labels=("resection", "IAT"), min_cell=5,
-                  endpoint="event-free survival", path=tmp_path / "km.png")
+    fig = km(km_curves(), min_cell=5, endpoint="event-free survival", path=tmp_path / "km.png")
     drawn = texts(fig)
     assert "Event-free survival probability" in drawn and "Number at risk" in drawn
     assert str(int(TREATED.sum())) in drawn              # everyone at risk at time 0
@@ -53,7 +65,7 @@ def test_km_plot_shows_endpoint_censoring_and_counts_at_risk(tmp_path):
 
 def test_km_weighted_numbers_at_risk_with_suppression():
     weight = np.where(TREATED, 1.0, 0.5)
-    fig = plot_km(TIME, EVENT, TREATED, weight, labels=("resection", "IAT"), min_cell=5)
+    fig = km(km_curves(weight=weight), min_cell=5)
     drawn = texts(fig)
     assert "Number at risk (weighted)" in drawn
     assert f"{0.5 * (~TREATED).sum():.1f}" in drawn       # IAT at time 0: 30 patients of weight 0.5
@@ -62,43 +74,48 @@ def test_km_weighted_numbers_at_risk_with_suppression():
 
 
 def test_km_bands_are_optional():
-    without = plot_km(TIME, EVENT, TREATED, np.ones(N))
-    with_bands = plot_km(TIME, EVENT, TREATED, np.ones(N), bands="log-log")
+    without = km(km_curves())
+    with_bands = km(km_curves(), bands=True)
     assert len(without.axes[0].collections) == 0 and len(with_bands.axes[0].collections) == 2
     plt.close("all")
 
 
 def test_labels_with_dollar_signs_render_literally_in_every_plot(tmp_path):
-    km = plot_km(TIME, EVENT, TREATED, np.ones(N), labels=(DOLLAR, "IAT"), path=tmp_path / "km.png")
-    assert any(t.startswith(DOLLAR) for t in texts(km))
-    plt.close(km)
-    balance = pd.DataFrame({"variable": ["age", "x"], "smd_before": [0.3, -0.2], "smd_after": [0.05, 0.01]})
-    love = love_plot(balance, tmp_path / "love.png", labels={"age": DOLLAR})
-    assert DOLLAR in texts(love)
-    overlap = overlap_plot(rng.random(N), TREATED, np.ones(N), tmp_path / "overlap.png", labels=(DOLLAR, "IAT"))
-    assert DOLLAR in texts(overlap)
-    analyses = {"main": {}, "main__site_x": {"derived_from": {"analysis": "main",
-                                                              "subgroup": {"variable": "site", "level": DOLLAR}}}}
-    survival = {"treated": {"n": 30, "events": 10, "median": None}, "control": {"n": 30, "events": 12, "median": 9.0},
-                "hr": 0.8, "hr_lower": 0.5, "hr_upper": 1.3, "hr_p": 0.4, "hr_robust_se": 0.25}
-    rows = forest_rows(analyses, [{"name": n, "survival": survival} for n in analyses], {})
+    km_figure = km(km_curves(), labels=(DOLLAR, "IAT"), path=tmp_path / "km.png")
+    assert any(t.startswith(DOLLAR) for t in texts(km_figure))
+    plt.close(km_figure)
+    balance = pd.DataFrame({"variable": ["age", "x=b"], "smd_before": [0.3, -0.2], "smd_after": [0.05, 0.01]})
+    love = love_plot(balance, tmp_path / "love.png", variables(age={"type": "numeric", "label": DOLLAR},
+                                                                x={"type": "category", "levels": ["a", "b"]}))
+    assert DOLLAR in texts(love) and "x = b" in texts(love)
+    overlap = overlap_plot(rng.random(N), TREATED, np.ones(N), tmp_path / "overlap.png",
+                           labels={"treated": DOLLAR, "control": "IAT"})
+    assert DOLLAR in texts(overlap) and f"Share of arm ({DOLLAR} up, IAT down)" in texts(overlap)
+    subgroup = {"analysis": "main", "subgroup": {"variable": "site", "level": DOLLAR}}
+    survival = {"estimable": True, "treated": {"n": 30, "events": 10, "median": None},
+                "control": {"n": 30, "events": 12, "median": 9.0}, "hr": 0.8, "hr_lower": 0.5, "hr_upper": 1.3,
+                "hr_p": 0.4, "hr_robust_se": 0.25, "power": {"mdrr": 2.9, "alpha": 0.05, "underpowered": False}}
+    rows = forest_rows(analyses(main=None, main__site_x=subgroup),
+                       [{"name": n, "survival": survival} for n in ("main", "main__site_x")], {})
     forest = forest_plot(rows, {"treated": DOLLAR, "control": "IAT"}, tmp_path / "forest.png", 5)
     drawn = texts(forest)
     assert any(DOLLAR in t for t in drawn) and any(t.startswith(f"   site = {DOLLAR}") for t in drawn)
 
 
 def test_forest_names_levels_and_lists_not_estimable_rows_as_text(tmp_path):
-    analyses = {"main": {}}
-    survival = {"treated": {"n": 30, "events": 10, "median": None}, "control": {"n": 30, "events": 12, "median": 9.0},
-                "hr": 0.8, "hr_lower": 0.5, "hr_upper": 1.3, "hr_p": 0.4, "hr_robust_se": 0.25,
-                "power": {"mdrr": 2.9, "alpha": 0.05, "underpowered": True}}
-    entries = [{"name": "main", "survival": survival, "balance_summary": {"failed": ["age (+0.2)."]}}]
+    origins = {"main": None}
+    survival = {"estimable": True, "treated": {"n": 30, "events": 10, "median": None},
+                "control": {"n": 30, "events": 12, "median": 9.0}, "hr": 0.8, "hr_lower": 0.5, "hr_upper": 1.3,
+                "hr_p": 0.4, "hr_robust_se": 0.25, "power": {"mdrr": 2.9, "alpha": 0.05, "underpowered": True}}
+    failed = {"estimable": True, "failed": [{"variable": "age", "smd_after": 0.2, "var_ratio_after": 1.0}]}
+    entries = [{"name": "main", "survival": survival, "balance_summary": failed}]
     for level in (0, 1):
         name = f"main__functional_{level}"
-        analyses[name] = {"derived_from": {"analysis": "main", "subgroup": {"variable": "functional", "level": level}}}
+        origins[name] = {"analysis": "main", "subgroup": {"variable": "functional", "level": level}}
         entries.append({"name": name, "survival": survival if level else
                         {"estimable": False, "reason": "no control patient in this level", "stage": "cohort"}})
-    rows = forest_rows(analyses, entries, {"functional": {"type": "binary", "label": "Hormonally active"}})
+    rows = forest_rows(analyses(**origins), entries,
+                       variables(functional={"type": "binary", "label": "Hormonally active"}))
     drawn = texts(forest_plot(rows, {"treated": "resection", "control": "IAT"}, tmp_path / "f.png", 5))
     assert "main †§  (n 30/30, events 10/12)" in drawn
     assert "   Hormonally active = no  (not estimable: no control patient in this level)" in drawn
@@ -110,16 +127,16 @@ def test_pngs_are_byte_reproducible(tmp_path):
     balance = pd.DataFrame({"variable": ["age", "x"], "smd_before": [0.3, -0.2], "smd_after": [0.05, 0.01]})
     ps = rng.random(N)
     for name in ("a", "b"):
-        plt.close(plot_km(TIME, EVENT, TREATED, np.where(TREATED, 1.0, 0.5), bands="log",
-                          path=tmp_path / f"km_{name}.png"))
-        love_plot(balance, tmp_path / f"love_{name}.png")
-        overlap_plot(ps, TREATED, np.ones(N), tmp_path / f"overlap_{name}.png")
+        plt.close(km(km_curves(weight=np.where(TREATED, 1.0, 0.5), ci="log"), bands=True,
+                     path=tmp_path / f"km_{name}.png"))
+        love_plot(balance, tmp_path / f"love_{name}.png", {})
+        overlap_plot(ps, TREATED, np.ones(N), tmp_path / f"overlap_{name}.png", {"treated": "a", "control": "b"})
     for figure in ("km", "love", "overlap"):
         assert (tmp_path / f"{figure}_a.png").read_bytes() == (tmp_path / f"{figure}_b.png").read_bytes(), figure
 
 
 @pytest.mark.parametrize("event", [np.zeros(N, int), np.where(TREATED, EVENT, 0)], ids=["no events", "one arm"])
 def test_km_plot_of_degenerate_data_is_drawn(tmp_path, event):
-    fig = plot_km(TIME, event, TREATED, np.ones(N), bands="log-log", path=tmp_path / "km.png")
+    fig = km(km_curves(event=event), labels=("treated", "control"), bands=True, path=tmp_path / "km.png")
     assert any(t.startswith("control (median not reached)") for t in texts(fig))
     plt.close(fig)

@@ -1,6 +1,7 @@
 """Survival stage against R survival 3.5-3 fixtures, hand calculations and properties."""
 import io
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -10,16 +11,21 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pipeline.outcome import survival
+from pipeline.outcome import bootstrap, survival
+from pipeline.outcome.bootstrap import (_count_draws, _km_columns, _median_columns, _rmst_columns,
+                                        bootstrap_differences, percentile_interval)
 from pipeline.outcome.cox import fit_cox, score_tests
+from pipeline.config.settings import Survival
+from pipeline.config.validate import prepare_config
 from pipeline.errors import ConfigError, DataError, NotEstimable
 from pipeline.outcome.hazard_ratio import e_value
+from pipeline.outcome.km import KaplanMeier
+from pipeline.outcome.stage import bootstrap_stage, survival_stage
 from pipeline.report.km_plot import plot_km
-from pipeline.outcome.survival import (_count_draws, _km_columns, _median_columns, _rmst_columns,
-                               bootstrap_differences, compare_survival, confidence_band, kaplan_meier,
-                               median_with_ci, percentile_interval, r_quantile_time, restricted_mean)
+from pipeline.outcome.survival import compare_survival
 
-REF = Path(__file__).parent / "reference"
+REPO = Path(__file__).resolve().parents[1]
+REF = REPO / "tests" / "reference"
 SPECS = ["r1", "r1_cal_logit", "r2_cal_logit", "r1_cal_ps", "r3_cal_ps", "r1_smallest"]
 LANDMARKS = [0.5, 12, 36, 60, 120]
 
@@ -55,9 +61,19 @@ def gbsg_replace():
     return d, (np.array(rows), np.array(sets))
 
 
+def compare(d, ci="log-log", bootstrap=0, **kw):
+    """compare_survival of a matched sample (columns time, event, treat, w, subclass)."""
+    return compare_survival(d.time, d.event, d.treat, d.w, d.subclass, ci=ci, bootstrap=bootstrap,
+                            time_unit="months", **kw)
+
+
 def run(d, tau, ci="log-log", bootstrap=0, **kw):
-    return compare_survival(d.time, d.event, d.treat, d.w, d.subclass, tau=tau,
-                            landmarks=LANDMARKS, ci=ci, bootstrap=bootstrap, **kw)
+    return compare(d, tau=tau, landmarks=LANDMARKS, ci=ci, bootstrap=bootstrap, **kw).result
+
+
+def run_curves(d, tau, ci="log-log"):
+    """The arms' fitted curves of a comparison."""
+    return compare(d, tau=tau, landmarks=LANDMARKS, ci=ci).curves
 
 
 def assert_matches(actual, expected, path="", rel=1e-6):
@@ -141,9 +157,8 @@ def weighted_case(case):
     rows = R_WEIGHTED[R_WEIGHTED.case == case]
     landmarks = sorted({float(q.split("_")[1]) for q in rows.quantity if q.startswith("surv_")})
     replace = case == "gbsg_r1_replace"
-    result = compare_survival(d.time, d.event, d.treat, d.w, d.subclass, landmarks=landmarks,
-                              bootstrap=0, cluster_kind="patient" if replace else "matched set",
-                              pair_strata=None if replace else d.subclass)
+    result = compare(d, landmarks=landmarks, cluster_kind="patient" if replace else "matched set",
+                     pair_strata=None if replace else d.subclass).result
     return d, result, rows
 
 
@@ -216,7 +231,7 @@ def test_events_in_one_arm_only_null_hr_with_reason_but_tests_defined():
 def test_survival_at_is_null_exactly_beyond_the_arms_last_follow_up(case):
     d = LOADERS[case]()
     landmarks = [0, 0.5, 1, 4, 12, 24, 36, 48, 60, 120, 200]
-    result = compare_survival(d.time, d.event, d.treat, d.w, d.subclass, landmarks=landmarks, bootstrap=0)
+    result = compare(d, landmarks=landmarks).result
     for arm, mask in (("treated", d.treat == 1), ("control", d.treat == 0)):
         assert result[arm]["last_followup"] == d.time[mask].max()
         for t in landmarks:
@@ -226,7 +241,7 @@ def test_survival_at_is_null_exactly_beyond_the_arms_last_follow_up(case):
 
 def test_default_tau_is_the_smaller_of_the_arms_last_follow_up():
     d = gbsg_matched("r3_cal_ps")
-    result = compare_survival(d.time, d.event, d.treat, d.w, d.subclass, landmarks=[12], bootstrap=0)
+    result = compare(d, landmarks=[12]).result
     assert result["tau"] == min(d.time[d.treat == 1].max(), d.time[d.treat == 0].max())
     assert result["tau_rule"] == "smaller of the arms' largest follow-up times"
     assert result["warnings"] == []
@@ -242,8 +257,8 @@ def test_configured_tau_beyond_an_arms_follow_up_is_computed_with_a_warning():
     assert len(result["warnings"]) == 1
     assert f"{short_arm} arm's last follow-up" in result["warnings"][0]
     arm = d[d.treat == (short_arm == "treated")]
-    curve = kaplan_meier(arm.time, arm.event, arm.w)
-    assert result[short_arm]["rmst"] == restricted_mean(curve, tau)[0]
+    curve = KaplanMeier.fit(arm.time, arm.event, arm.w, ci="log-log")
+    assert result[short_arm]["rmst"] == curve.rmst(tau)[0]
     within = run(d, tau=12)
     assert within["tau_rule"] == "configured" and within["warnings"] == []
 
@@ -281,14 +296,13 @@ DEGENERATE = {
 @pytest.mark.parametrize("case", list(DEGENERATE))
 def test_degenerate_samples_give_every_estimable_km_number_and_reasons(case):
     d = DEGENERATE[case]
-    result = compare_survival(d.time, d.event, d.treat, d.w, d.subclass, landmarks=[0, 1, 2],
-                              bootstrap=40, pair_strata=d.subclass)
+    result = compare(d, landmarks=[0, 1, 2], bootstrap=40, pair_strata=d.subclass).result
     assert json.loads(json.dumps(result, allow_nan=False)) == result
     for arm, mask in (("treated", d.treat == 1), ("control", d.treat == 0)):
         a = d[mask]
-        curve = kaplan_meier(a.time, a.event, a.w)
+        curve = KaplanMeier.fit(a.time, a.event, a.w, ci="log-log")
         assert result[arm]["n"] == len(a) and result[arm]["events"] == a.event.sum()
-        assert result[arm]["median"] == r_quantile_time(curve.time, curve.surv)
+        assert result[arm]["median"] == curve.median().value
         for t in (0, 1, 2):
             assert (result[arm]["survival_at"][str(t)] is None) == (t > a.time.max())
     nulls = [k for k in ("hr", "hr_lower", "logrank_chisq") if result[k] is None]
@@ -302,8 +316,7 @@ def test_degenerate_samples_give_every_estimable_km_number_and_reasons(case):
 def test_degenerate_reasons_name_the_cause():
     def warnings_of(case):
         d = DEGENERATE[case]
-        return " ".join(compare_survival(d.time, d.event, d.treat, d.w, d.subclass, landmarks=[],
-                                         bootstrap=0)["warnings"])
+        return " ".join(compare(d, landmarks=[]).result["warnings"])
     assert "there are no events" in warnings_of("zero_events")
     assert "nor the log-rank" in warnings_of("all_die_at_one_time")
     assert "infinite" in warnings_of("events_in_one_arm")
@@ -314,14 +327,14 @@ def test_degenerate_reasons_name_the_cause():
 
 def test_identical_arms_each_row_its_own_cluster_give_hr_one_and_p_one():
     d = DEGENERATE["identical_arms_paired"].assign(subclass=np.arange(6))
-    result = compare_survival(d.time, d.event, d.treat, d.w, d.subclass, landmarks=[], bootstrap=0)
+    result = compare(d, landmarks=[]).result
     assert result["hr"] == pytest.approx(1.0) and result["hr_p"] == pytest.approx(1.0)
     assert result["logrank_chisq"] == pytest.approx(0.0, abs=1e-12) and result["warnings"] == []
 
 
 def test_zero_events_keep_km_and_rmst():
     d = DEGENERATE["zero_events"]
-    result = compare_survival(d.time, d.event, d.treat, d.w, d.subclass, landmarks=[2], bootstrap=20)
+    result = compare(d, landmarks=[2], bootstrap=20).result
     assert result["treated"]["survival_at"]["2"] == 1.0 and result["treated"]["median"] is None
     assert result["tau"] == 3.0 and result["treated"]["rmst"] == result["control"]["rmst"] == 3.0
     assert result["rmst_difference"]["estimate"] == 0.0
@@ -336,32 +349,31 @@ def test_landmark_beyond_follow_up_is_null():
 
 def test_median_midpoint_rule_when_curve_sits_at_one_half():
     # S = 3/4, 1/2, 1/4, 0 at t = 1..4: S(t) = 0.5 on [2, 3) -> median (2 + 3) / 2
-    curve = kaplan_meier([1, 2, 3, 4], [1, 1, 1, 1], [1, 1, 1, 1])
-    assert r_quantile_time(curve.time, curve.surv) == 2.5
+    curve = KaplanMeier.fit([1, 2, 3, 4], [1, 1, 1, 1], [1, 1, 1, 1], ci="log-log")
+    assert curve.median().value == 2.5
 
 
 def test_median_first_time_at_or_below_one_half():
     # S = 4/5, 3/5, 2/5 -> first time S <= 0.5 is 3
-    curve = kaplan_meier([1, 2, 3, 4, 5], [1, 1, 1, 0, 0], [1] * 5)
-    assert r_quantile_time(curve.time, curve.surv) == 3.0
+    curve = KaplanMeier.fit([1, 2, 3, 4, 5], [1, 1, 1, 0, 0], [1] * 5, ci="log-log")
+    assert curve.median().value == 3.0
 
 
 def test_median_at_one_half_at_end_of_curve_uses_last_time():
     # S = 1/2 after t = 2 and the curve ends (censored) at 7: R takes (2 + 7) / 2
-    curve = kaplan_meier([1, 2, 5, 7], [1, 1, 0, 0], [1] * 4)
-    assert r_quantile_time(curve.time, curve.surv) == 4.5
+    curve = KaplanMeier.fit([1, 2, 5, 7], [1, 1, 0, 0], [1] * 4, ci="log-log")
+    assert curve.median().value == 4.5
 
 
 def test_median_not_reached_is_none():
-    curve = kaplan_meier(np.arange(1, 41), [1] + [0] * 39, [1] * 40)
-    lower, upper = confidence_band(curve, "log-log")
-    assert median_with_ci(curve, lower, upper) == (None, None, None)
+    curve = KaplanMeier.fit(np.arange(1, 41), [1] + [0] * 39, [1] * 40, ci="log-log")
+    assert curve.median() == (None, None, None)
 
 
 def test_greenwood_log_log_band_by_hand():
     # S(1) = 3/4, Greenwood var(log S) = 1 / (4 * 3)
-    curve = kaplan_meier([1, 2, 3, 4], [1, 0, 0, 0], [1] * 4)
-    lower, upper = confidence_band(curve, "log-log")
+    curve = KaplanMeier.fit([1, 2, 3, 4], [1, 0, 0, 0], [1] * 4, ci="log-log")
+    lower, upper = curve.lower, curve.upper
     s, se = 0.75, math.sqrt(1 / 12)
     z = 1.959963984540054
     shift = z * se / math.log(s)
@@ -371,13 +383,15 @@ def test_greenwood_log_log_band_by_hand():
 
 def test_plain_and_log_bands_by_hand_and_undefined_at_zero():
     # S = 3/4, 1/2, 1/4, 0; Greenwood se(log S) at t=1 is sqrt(1/12); the last step has n = d
-    curve = kaplan_meier([1, 2, 3, 4], [1, 1, 1, 1], [1, 1, 1, 1])
+    time, event, weight = [1, 2, 3, 4], [1, 1, 1, 1], [1, 1, 1, 1]
     z = 1.959963984540054
-    lower, upper = confidence_band(curve, "plain")
+    curve = KaplanMeier.fit(time, event, weight, ci="plain")
+    lower, upper = curve.lower, curve.upper
     assert lower[0] == pytest.approx(0.75 - z * 0.75 * math.sqrt(1 / 12))
     assert upper[0] == 1.0                       # capped, as R
     assert np.isnan(lower[-1]) and np.isnan(upper[-1])
-    lower, upper = confidence_band(curve, "log")
+    curve = KaplanMeier.fit(time, event, weight, ci="log")
+    lower, upper = curve.lower, curve.upper
     assert lower[0] == pytest.approx(math.exp(math.log(0.75) - z * math.sqrt(1 / 12)))
     assert np.isnan(lower[-1]) and np.isnan(upper[-1])
 
@@ -462,8 +476,8 @@ def test_bootstrap_is_deterministic_for_a_seed():
 
 
 def assert_same_replicates(actual, expected):
-    assert actual.dtype.names == expected.dtype.names == survival.BOOTSTRAP_FIELDS
-    for field in survival.BOOTSTRAP_FIELDS:
+    assert actual.dtype.names == expected.dtype.names == bootstrap.BOOTSTRAP_FIELDS
+    for field in bootstrap.BOOTSTRAP_FIELDS:
         np.testing.assert_array_equal(actual[field], expected[field])
 
 
@@ -472,10 +486,10 @@ def test_bootstrap_split_over_jobs_gathers_to_the_same_replicates(shards, tmp_pa
     """Both statistics, saved and loaded as the bootstrap jobs do, equal an unsplit run's."""
     d = gbsg_matched("r2_cal_logit")
     args = (d.time, d.event, d.treat, d.w, d.subclass)
-    whole = survival.bootstrap_differences(*args, tau=60, replicates=100, seed=4)
+    whole = bootstrap_differences(*args, tau=60, replicates=100, seed=4)
     for j in range(shards):
-        part = survival.bootstrap_differences(*args, tau=60, replicates=100, seed=4,
-                                              chunks=survival.bootstrap_shard(100, shards, j))
+        part = bootstrap_differences(*args, tau=60, replicates=100, seed=4,
+                                     chunks=bootstrap.bootstrap_shard(100, shards, j))
         np.save(tmp_path / f"{j}.npy", part, allow_pickle=False)
     gathered = np.concatenate([np.load(tmp_path / f"{j}.npy") for j in range(shards)])
     assert_same_replicates(gathered, whole)
@@ -486,7 +500,7 @@ def test_bootstrap_split_over_jobs_gathers_to_the_same_replicates(shards, tmp_pa
 
 def test_gathered_replicates_must_all_be_there_and_carry_both_statistics():
     d = gbsg_matched("r1")
-    short = np.zeros(99, dtype=[(name, float) for name in survival.BOOTSTRAP_FIELDS])
+    short = np.zeros(99, dtype=[(name, float) for name in bootstrap.BOOTSTRAP_FIELDS])
     with pytest.raises(DataError, match="99 gathered bootstrap replicates, expected 100"):
         run(d, tau=60, bootstrap=100, bootstrap_replicates=short)
     with pytest.raises(DataError, match="rerun the bootstrap jobs"):
@@ -526,11 +540,10 @@ def test_resample_medians_and_rmst_equal_km_on_the_expanded_sample(case, tau):
     at = np.bincount(idx[sel], arm.w * copies, k)[:, None]
     ev = np.bincount(idx[sel], arm.w * arm.event * copies, k)[:, None]
     expanded = arm.loc[arm.index.repeat(copies)]
-    curve = kaplan_meier(expanded.time, expanded.event, expanded.w)
+    curve = KaplanMeier.fit(expanded.time, expanded.event, expanded.w, ci="log-log")
     surv = _km_columns(at, ev)
-    assert _median_columns(times, at, surv)[0] == r_quantile_time(curve.time, curve.surv)
-    assert _rmst_columns(times, surv, tau)[0] == pytest.approx(restricted_mean(curve, tau)[0],
-                                                               rel=1e-13)
+    assert _median_columns(times, at, surv)[0] == curve.median().value
+    assert _rmst_columns(times, surv, tau)[0] == pytest.approx(curve.rmst(tau)[0], rel=1e-13)
 
 
 def test_cox_beta_maximises_the_hand_written_partial_likelihood():
@@ -547,10 +560,8 @@ def test_cox_beta_maximises_the_hand_written_partial_likelihood():
     assert r.naive_se == pytest.approx(1 / math.sqrt(curvature), rel=1e-4)
 
 
-def test_user_mistakes_raise_pipeline_errors():
+def test_data_mistakes_raise_pipeline_errors():
     d = gbsg_matched("r1")
-    with pytest.raises(ConfigError, match="ci"):
-        run(d, tau=60, ci="logit")
     bad = d.assign(w=0.0)
     with pytest.raises(DataError, match="weight"):
         run(bad, tau=60)
@@ -560,16 +571,27 @@ def test_user_mistakes_raise_pipeline_errors():
         run(d.assign(treat=np.where(d.treat == 1, "treated", "control")), tau=60)
     with pytest.raises(DataError, match="cluster"):
         run(d.assign(subclass=np.where(d.treat == 1, d.subclass, np.nan)), tau=60)
-    with pytest.raises(ConfigError, match="rmst_tau"):
-        run(d, tau=-1)
-    with pytest.raises(ConfigError, match="landmarks"):
-        compare_survival(d.time, d.event, d.treat, d.w, d.subclass, tau=60, landmarks=["12"])
+
+
+@pytest.mark.parametrize("setting, value, expected", [
+    ("ci", "logit", "'logit' is not one of"),
+    ("rmst_tau", -1, "survival.rmst_tau"),
+    ("landmarks", ["12"], "survival.landmarks"),
+    ("landmarks", [-1], "survival.landmarks"),
+])
+def test_survival_setting_mistakes_are_caught_by_the_schema(demo_config, setting, value, expected):
+    """The stage no longer checks its settings: the schema rejects what it cannot use, naming the key."""
+    demo_config["analyses"]["all_patients"].setdefault("survival", {})[setting] = value
+    with pytest.raises(ConfigError) as err:
+        prepare_config(demo_config, REPO)
+    assert expected in str(err.value)
 
 
 def test_plot_is_byte_reproducible_and_suppresses_small_counts(tmp_path):
     d = CASES["tied"][0]()
-    fig = plot_km(d.time, d.event, d.treat, d.w, path=tmp_path / "a.png", min_cell=5)
-    plot_km(d.time, d.event, d.treat, d.w, path=tmp_path / "b.png", min_cell=5)
+    curves = run_curves(d, tau=36)
+    fig = plot_km(curves, endpoint="overall survival", path=tmp_path / "a.png", min_cell=5)
+    plot_km(curves, endpoint="overall survival", path=tmp_path / "b.png", min_cell=5)
     assert isinstance(fig, matplotlib.figure.Figure)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
@@ -612,8 +634,133 @@ def test_bootstrap_ci_identical_to_bincount_counting(seed, monkeypatch):
             lambda: bootstrap_differences(g.time, g.event, g.treat, g.w, g.subclass, tau=60,
                                           replicates=45, seed=seed, sets=sets, chunk=16)]
     fast = [run_once() for run_once in runs]
-    monkeypatch.setattr(survival, "_count_draws", numpy_count_draws)
+    monkeypatch.setattr(bootstrap, "_count_draws", numpy_count_draws)
     reference = [run_once() for run_once in runs]
     for a, b in zip(fast, reference):
         assert_same_replicates(a, b)
         assert percentile_interval(a["median_difference"]) == percentile_interval(b["median_difference"])
+
+
+# --- the fitted Kaplan-Meier object ------------------------------------------------------------
+
+def test_kaplan_meier_attributes_and_methods_by_hand():
+    # t = 1: 5 rows (weight 5) at risk, one death -> S = 4/5; t = 2: weight 4 at risk, a death of
+    # weight 0.5 and a censoring of weight 0.5 -> S = 0.8 * (1 - 0.5 / 4) = 0.7; t = 3: censored
+    # (weight 2); t = 5: the last row dies -> S = 0
+    curve = KaplanMeier.fit([1, 2, 2, 3, 5], [1, 0, 1, 0, 1], [1, 0.5, 0.5, 2, 1], ci="log-log")
+    assert curve.time.tolist() == [1, 2, 3, 5]
+    assert curve.n_risk.tolist() == [5, 4, 3, 1] and curve.n_risk_rows.tolist() == [5, 4, 2, 1]
+    assert curve.n_event.tolist() == [1, 0.5, 0, 1] and curve.n_censor.tolist() == [0, 0.5, 2, 0]
+    assert curve.surv == pytest.approx([0.8, 0.7, 0.7, 0.0], abs=1e-15)
+    assert (curve.n, curve.events, curve.weighted, curve.ci) == (5, 3, True, "log-log")
+    assert curve.at_risk(0) == (5, 5.0) and curve.at_risk(2) == (4, 4.0)
+    assert curve.at_risk(2.5) == (2, 3.0) and curve.at_risk(6) == (0, 0.0)
+    at = curve.survival_at([0.5, 2.5, 5, 6])
+    assert [e.value for e in at] == pytest.approx([1.0, 0.7, 0.0, None], abs=1e-15)
+    assert at[0] == (1.0, 1.0, 1.0) and at[3] == (None, None, None)
+    assert curve.rmst(4)[0] == pytest.approx(1 + 0.8 + 0.7 * 2)        # area of the steps to t = 4
+    assert curve.median().value == 5.0                                   # first time S <= 0.5
+    assert not KaplanMeier.fit([1, 2], [1, 0], [1, 1], ci="log-log").weighted
+
+
+@pytest.mark.parametrize("ci", ["log-log", "log", "plain"])
+def test_comparison_returns_the_curves_its_numbers_come_from(ci):
+    d = gbsg_matched("r2_cal_logit")
+    result, curves = compare(d, tau=60, landmarks=LANDMARKS, ci=ci)
+    assert list(curves) == ["treated", "control"]
+    for arm, mask in (("treated", d.treat == 1), ("control", d.treat == 0)):
+        curve = curves[arm]
+        assert curve.ci == ci and curve.n == mask.sum() and curve.time[-1] == d.time[mask].max()
+        assert tuple(curve.median()) == (result[arm]["median"], result[arm]["median_lower"],
+                                         result[arm]["median_upper"])
+        assert [e.value for e in curve.survival_at(LANDMARKS)] == list(result[arm]["survival_at"].values())
+        assert curve.rmst(60) == (result[arm]["rmst"], result[arm]["rmst_se"])
+
+
+# --- the stage: frames in, survival.json and the curves out ------------------------------------
+
+def gbsg_frames(spec):
+    """The stage's inputs for a fixture spec: the cohort (every unit, the unmatched too),
+    matched.parquet's and pairs.parquet's columns (matched rows shuffled, ids as text)."""
+    units = pd.read_csv(REF / "gbsg_units.csv")
+    data = units.merge(pd.read_csv(REF / f"gbsg_{spec}_weights.csv"), on="row_id")
+    pairs = pd.read_csv(REF / f"gbsg_{spec}_pairs.csv")
+    ids = "P" + data.row_id.astype(str)
+    cohort = pd.DataFrame({"patient_id": ids, "treated": data.hormon == 1, "time": data.time_months,
+                           "event": data.status})
+    replace = spec.endswith("replace")
+    set_of = {row: i + 1 for i, row in enumerate(pairs.treated_row.unique())}
+    set_of.update({c: set_of[t] for t, c in zip(pairs.treated_row, pairs.control_row)})
+    subclass = pd.Series(pd.NA if replace else data.row_id.map(set_of), index=data.index, dtype="Int64")
+    in_sample = data.weight > 0
+    matched = pd.DataFrame({"patient_id": ids, "treated": cohort.treated, "subclass": subclass,
+                            "weight": data.weight, "ps": data.ps, "distance": data.ps})[in_sample]
+    pairs = pd.DataFrame({"treated_id": "P" + pairs.treated_row.astype(str),
+                          "control_id": "P" + pairs.control_row.astype(str), "slot": pairs.slot,
+                          "distance_diff": 0.0})
+    return cohort, matched.sample(frac=1, random_state=1), pairs
+
+
+def survival_settings(bootstrap=0, jobs=1, rmst_tau=None, ci="log-log"):
+    return Survival(rmst_tau=rmst_tau, landmarks=tuple(LANDMARKS), ci=ci, bootstrap=bootstrap,
+                    bootstrap_jobs=jobs, km_bands=False)
+
+
+@pytest.mark.parametrize("spec", ["r1", "r3_cal_ps"])
+def test_stage_on_frames_matches_r_and_the_arrays(spec):
+    expected = json.loads((REF / f"gbsg_{spec}_expected.json").read_text())["survival"]
+    cohort, matched, pairs = gbsg_frames(spec)
+    result, curves = survival_stage(cohort, matched, pairs, survival_settings(40, rmst_tau=expected["tau"]),
+                                    replace=False, seed=6, time_unit="months", relevant_hr=1.5)
+    assert_matches(result, expected)
+    d = gbsg_matched(spec)
+    assert result == {**run(d, tau=expected["tau"], bootstrap=40, seed=6, pair_strata=d.subclass),
+                      "power": result["power"]}
+    assert result["power"]["relevant_hr"] == 1.5 and result["hr_cluster"] == "matched set"
+    assert {arm: c.n for arm, c in curves.items()} == {"treated": (d.treat == 1).sum(),
+                                                        "control": (d.treat == 0).sum()}
+
+
+def test_stage_with_replacement_clusters_on_the_patient_and_resamples_the_sets():
+    cohort, matched, pairs = gbsg_frames("r1_replace")
+    result, _ = survival_stage(cohort, matched, pairs, survival_settings(40), replace=True, seed=5,
+                               time_unit="months", relevant_hr=1.5)
+    rows = R_WEIGHTED[(R_WEIGHTED.case == "gbsg_r1_replace") & (R_WEIGHTED.arm == "both")]
+    expected = dict(zip(rows.quantity, rows.value))
+    assert result["test"]["cluster"] == result["hr_cluster"] == "patient"
+    assert result["test"]["chisq"] == pytest.approx(expected["robscore"], rel=1e-10)
+    assert result["hr_robust_se"] == pytest.approx(expected["hr_robust_se"], rel=1e-10)
+    assert "conditional_hr" not in result
+    d, sets = gbsg_replace()
+    by_sets = run(d, tau=None, bootstrap=40, seed=5, bootstrap_sets=sets, cluster_kind="patient")
+    assert result["median_difference"] == by_sets["median_difference"]
+    assert result["median_difference"]["resampled"] == "matched sets"
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_bootstrap_jobs_gathered_equal_the_stage_drawing_them(replace):
+    cohort, matched, pairs = gbsg_frames("r1_replace" if replace else "r2_cal_logit")
+    split = survival_settings(70, jobs=3)
+    gathered = np.concatenate([bootstrap_stage(cohort, matched, pairs, split, replace, 11, job)
+                               for job in range(3)])
+    args = (cohort, matched, pairs)
+    whole = survival_stage(*args, survival_settings(70), replace, 11, "months", 1.5).result
+    gathered_run = survival_stage(*args, split, replace, 11, "months", 1.5, bootstrap_replicates=gathered)
+    assert gathered_run.result == whole
+    assert whole["rmst_difference"]["n_bootstrap"] == 70
+
+
+def test_stage_logs_the_arms_the_headline_test_and_the_warnings(caplog):
+    cohort, matched, pairs = gbsg_frames("r1")
+    treated_ids = set(matched.patient_id[matched.treated])
+    # keep only the treated patients' events: the hazard ratio is infinite (a warning)
+    cohort = cohort.assign(event=np.where(cohort.patient_id.isin(treated_ids), cohort.event, 0))
+    with caplog.at_level(logging.INFO, logger="pipeline.outcome.stage"):
+        result, _ = survival_stage(cohort, matched, pairs, survival_settings(), False, 1, "months", 1.5)
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    events = cohort.event[cohort.patient_id.isin(treated_ids)].sum()
+    assert any(m.startswith(f"treated: {len(treated_ids)} patients, {events} events") for m in info)
+    assert any(m.startswith(f"control: {len(matched) - len(treated_ids)} patients, 0 events") for m in info)
+    assert any("headline test logrank" in m for m in info)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == result["warnings"] and any("infinite" in w for w in warned)

@@ -10,6 +10,7 @@ from lifelines import KaplanMeierFitter
 
 from pipeline import synth
 from pipeline.errors import ConfigError
+from tests.ingest_settings import as_center, as_outcome, as_variables
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = ROOT / "resources" / "registry"
@@ -170,11 +171,12 @@ def test_too_few_patients_is_a_config_error():
 def _harmonize_all(demo_config: dict, folder: Path, xlsx_as_csv: bool = False):
     """Every center through the project's ingest (an integration check of the generated mapping)."""
     from pipeline.ingest import extract as ingest, harmonize
+    variables, outcome = as_variables(demo_config["registry"]["variables"]), as_outcome(demo_config["outcome"])
     accepted, quarantined = [], []
-    for key, center in synth.center_config(folder.as_posix(), xlsx_as_csv).items():
-        raw = ingest.read_extract(Path(center["path"]), center)
-        ok, bad, _ = harmonize.harmonize_center(raw, key, center, demo_config["registry"]["variables"],
-                                                demo_config["outcome"], center["path"])
+    for key, block in synth.center_config(folder.as_posix(), xlsx_as_csv).items():
+        center = as_center(block)
+        raw = ingest.read_extract(Path(center.path), center)
+        ok, bad, _ = harmonize.harmonize_center(raw, key, center, variables, outcome, center.path)
         accepted.append(ok)
         quarantined.append(bad)
     return pd.concat(accepted, ignore_index=True), pd.concat(quarantined, ignore_index=True)

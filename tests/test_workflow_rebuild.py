@@ -96,3 +96,25 @@ def test_reserved_variable_names_are_listed_in_the_message(demo_config, tmp_path
         prepare_config(demo_config, Path(__file__).parents[1])
     assert "registry.variables.time: 'time' is reserved" in str(caught.value)
     assert "reserved: center, source_row, patient_id, index_year, time, event, treated, group" in str(caught.value)
+
+
+@pytest.mark.slow
+def test_a_survival_setting_reruns_only_what_depends_on_it(tmp_path):
+    study = copy_demo(tmp_path / "study")
+    config = yaml.safe_load((study / "config.yaml").read_text())
+    for analysis in config["analyses"].values():
+        analysis["survival"]["bootstrap"] = 20
+        analysis["subgroups"] = []
+    configfile = study / "two.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert run_snakemake(study, configfile).returncode == 0
+
+    config["analyses"][ONE_ANALYSIS]["survival"]["bootstrap"] = 30
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs = planned_jobs(run_snakemake(study, configfile, "-n"))
+    assert jobs == {"survival": 1, "analysis_report": 1, "index_report": 1, "manifest": 1, "all": 1}, jobs
+
+    config["report"]["min_cell"] = 10              # a reporting setting: every report, no numbers
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs = planned_jobs(run_snakemake(study, configfile, "-n"))
+    assert "cohort" not in jobs and "match" not in jobs and jobs["analysis_report"] == 2, jobs

@@ -6,6 +6,7 @@ config in one pass and never sees a traceback.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 from pathlib import Path
 
@@ -13,10 +14,10 @@ import jsonschema
 import pandas as pd
 import yaml
 
+from pipeline.config.checks import registry_problems
+from pipeline.config.settings import Analysis, Propensity, Study, Treatment, Variable
 from pipeline.errors import ConfigError
-from pipeline.ingest.harmonize import outcome_roles
-from pipeline.design.matching.nearest import check_matching_settings
-from pipeline.config.checks import check_registry_config
+from pipeline.ingest.harmonize import DTYPES, outcome_roles
 
 SCHEMA_PATH = Path(__file__).parent / "schema.yaml"
 
@@ -24,6 +25,20 @@ COVARIATE_TYPES = {"numeric", "integer", "binary", "category"}
 
 
 def load_schema() -> dict:
+    """The config schema, its method choices taken from the method registries (a method added
+    there is a valid ``matching.method`` / ``propensity.model`` with no other change)."""
+    from pipeline.design.matching import METHODS
+    from pipeline.design.propensity import MODELS
+
+    schema = copy.deepcopy(_schema_file())
+    analysis = schema["$defs"]["analysis"]["properties"]
+    analysis["matching"]["properties"]["method"]["enum"] = list(METHODS)
+    analysis["propensity"]["properties"]["model"]["enum"] = list(MODELS)
+    return schema
+
+
+@functools.cache
+def _schema_file() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
@@ -64,10 +79,14 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
 
 
 def fill_defaults(instance, schema: dict, root: dict):
-    """Fill `default`s of object properties recursively (through $ref and additionalProperties)."""
+    """Fill `default`s of object properties recursively (through $ref, additionalProperties, and the
+    branch of a oneOf that the instance matches)."""
     schema = _resolve(schema, root)
     if not isinstance(instance, dict):
         return instance
+    for branch in schema.get("oneOf", []):
+        if jsonschema.Draft202012Validator(branch).is_valid(instance):
+            return fill_defaults(instance, branch, root)
     for name, sub in schema.get("properties", {}).items():
         sub = _resolve(sub, root)
         if name not in instance and "default" in sub:
@@ -81,6 +100,13 @@ def fill_defaults(instance, schema: dict, root: dict):
             if name not in known:
                 instance[name] = fill_defaults(instance[name], extra, root)
     return instance
+
+
+def block_with_defaults(block: dict, definition: str) -> dict:
+    """A copy of one config block (e.g. a center) with its schema defaults; ``definition`` names
+    the block's entry in the schema's $defs (center, analysis, variable)."""
+    schema = load_schema()
+    return fill_defaults(copy.deepcopy(block), schema["$defs"][definition], schema)
 
 
 def _resolve(schema: dict, root: dict) -> dict:
@@ -146,73 +172,87 @@ def subgroup_analyses(name: str, analysis: dict, variables: dict) -> dict:
 # --- semantic checks --------------------------------------------------------------------------
 
 def semantic_problems(config: dict, workdir: Path) -> list[str]:
-    """Everything the schema cannot express: types that fit together, names that exist, files."""
+    """Everything the schema cannot express: names that exist, types that fit together, files and
+    their columns.
+
+    The checks read the typed settings of the schema-valid, filled config: the ingest helpers they
+    reuse (column mapping, header reading, required variables) take those, and a key's value is an
+    attribute instead of a lookup with a default.
+    """
+    study = Study.from_config(config)
+    columns = analysis_columns(study)
     problems = []
-    columns = analysis_columns(config)
-    for name, analysis in config["analyses"].items():
-        problems += [f"analyses.{name}.{p}" for p in analysis_problems(analysis, config, columns)]
-        problems += [f"analyses.{name}.matching: {p}"
-                     for p in check_matching_settings(analysis["matching"], columns)]
-    return problems + check_registry_config(config, workdir)
+    for name, analysis in study.analyses.items():
+        problems += [f"analyses.{name}.{p}" for p in analysis_problems(analysis, study, columns)]
+    return problems + registry_problems(study.registry, study.outcome, workdir)
 
 
-def analysis_columns(config: dict) -> dict[str, str]:
+def analysis_columns(study: Study) -> dict[str, str]:
     """Variable name -> type, for every column an analysis may refer to."""
-    columns = {n: v["type"] for n, v in config["registry"]["variables"].items()}
+    columns = {name: spec.type for name, spec in study.registry.variables.items()}
     columns["center"] = "category"
-    if "time_zero" in config["outcome"]:
+    if study.outcome.from_dates:
         columns["index_year"] = "integer"
     return columns
 
 
-def analysis_problems(analysis: dict, config: dict, columns: dict[str, str]) -> list[str]:
-    variables = config["registry"]["variables"]
-    problems = _treatment_problems(analysis["treatment"], variables)
-    outcome_vars = set(outcome_roles(config["outcome"]).values())
-    for cov in analysis["covariates"]:
+def analysis_problems(analysis: Analysis, study: Study, columns: dict[str, str]) -> list[str]:
+    problems = _treatment_problems(analysis.treatment, study.registry.variables)
+    outcome_vars = set(outcome_roles(study.outcome).values())
+    for cov in analysis.covariates:
         if cov not in columns:
             problems.append(f"covariates: '{cov}' is not a registry variable")
         elif columns[cov] not in COVARIATE_TYPES:
             problems.append(f"covariates: '{cov}' has type {columns[cov]}; covariates must be "
                             "numeric, integer, binary or category")
-        elif cov in outcome_vars or cov == analysis["treatment"]["column"]:
+        elif cov in outcome_vars or cov == analysis.treatment.column:
             problems.append(f"covariates: '{cov}' is the treatment or part of the outcome")
-    problems += _cohort_problems(analysis["cohort"], columns)
-    ps = analysis["propensity"]
-    if ps["model"] == "precomputed":
-        column = ps.get("column")
-        if column is None:
-            problems.append("propensity: model precomputed needs `column`")
-        elif columns.get(column) not in {"numeric"}:
-            problems.append(f"propensity.column: '{column}' must be a numeric registry variable")
-    for var in analysis["subgroups"]:
+    problems += _cohort_problems(analysis.cohort, columns)
+    problems += _propensity_problems(analysis.propensity, analysis.covariates, columns)
+    for var in analysis.subgroups:
         if columns.get(var) not in {"binary", "category"}:
             problems.append(f"subgroups: '{var}' must be a binary or category registry variable")
-    for var in analysis["matching"]["exact"]:
-        if var in columns and columns[var] in {"id", "date", "numeric"}:
+    for var in analysis.matching.exact:
+        if var not in columns:
+            problems.append(f"matching.exact: '{var}' is not a registry variable (or center, index_year)")
+        elif columns[var] in {"id", "date", "numeric"}:
             problems.append(f"matching.exact: '{var}' has type {columns[var]}; exact matching needs "
                             "a category, binary or integer variable")
     return problems
 
 
-def _treatment_problems(treatment: dict, variables: dict) -> list[str]:
-    column = treatment["column"]
-    spec = variables.get(column)
-    if spec is None:
+def _treatment_problems(treatment: Treatment, variables: dict[str, Variable]) -> list[str]:
+    column = treatment.column
+    if column not in variables:
         return [f"treatment.column: '{column}' is not a registry variable"]
-    if spec["type"] != "category":
+    if variables[column].type != "category":
         return [f"treatment.column: '{column}' must be a category variable"]
-    problems = [f"treatment.{arm}: '{treatment[arm]}' is not a level of {column} ({spec.get('levels')})"
-                for arm in ("treated", "control") if treatment[arm] not in spec.get("levels", [])]
-    if treatment["treated"] == treatment["control"]:
+    levels = list(variables[column].levels or ())
+    problems = [f"treatment.{arm}: '{level}' is not a level of {column} ({levels})"
+                for arm, level in (("treated", treatment.treated), ("control", treatment.control))
+                if level not in levels]
+    if treatment.treated == treatment.control:
         problems.append("treatment: treated and control must differ")
     return problems
 
 
-def _cohort_problems(steps: list[str], columns: dict[str, str]) -> list[str]:
+def _propensity_problems(propensity: Propensity, covariates: tuple[str, ...], columns: dict[str, str]) -> list[str]:
+    problems = []
+    if propensity.model == "precomputed":
+        if propensity.column is None:
+            problems.append("propensity: model precomputed needs `column`")
+        elif columns.get(propensity.column) != "numeric":
+            problems.append(f"propensity.column: '{propensity.column}' must be a numeric registry variable")
+    problems += [f"propensity.splines: '{name}' is not a numeric or integer covariate of the analysis"
+                 for name in propensity.splines
+                 if name not in covariates or columns.get(name) not in ("numeric", "integer")]
+    return problems
+
+
+def _cohort_problems(steps: tuple[str, ...], columns: dict[str, str]) -> list[str]:
     """Evaluate each query on an empty frame of the right dtypes: syntax errors and unknown names
     show up here instead of halfway through a run."""
-    empty = empty_frame(columns)
+    empty = pd.DataFrame({name: pd.Series(dtype=DTYPES[kind]) for name, kind in columns.items()})
     problems = []
     for i, query in enumerate(steps):
         try:
@@ -223,13 +263,3 @@ def _cohort_problems(steps: list[str], columns: dict[str, str]) -> list[str]:
         if not isinstance(result, pd.DataFrame):
             problems.append(f"cohort[{i}]: {query!r} is not a row filter")
     return problems
-
-
-PANDAS_DTYPES = {"id": "string", "numeric": "float64", "integer": "Int64", "binary": "Int8",
-                 "category": "string", "date": "datetime64[ns]"}
-
-
-def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series(dtype=PANDAS_DTYPES[kind]) for name, kind in columns.items()})
-
-

@@ -193,12 +193,21 @@ def _continuous_statistics(x: np.ndarray, stages: tuple[ArmWeights, ...], denomi
     return out
 
 
+def _smd_flagged(smd: float) -> bool:
+    return bool(np.isfinite(smd) and abs(smd) >= SMD_THRESHOLD)
+
+
+def _ratio_flagged(ratio: float) -> bool:
+    low, high = VARIANCE_RATIO_BOUNDS
+    return bool(np.isfinite(ratio) and not low <= ratio <= high)
+
+
 def _flag(smd_after: float, ratio_after: float) -> str:
     flags = []
-    if np.isfinite(smd_after) and abs(smd_after) >= SMD_THRESHOLD:
+    if _smd_flagged(smd_after):
         flags.append(f"|SMD|>={SMD_THRESHOLD:g}")
-    low, high = VARIANCE_RATIO_BOUNDS
-    if np.isfinite(ratio_after) and not low <= ratio_after <= high:
+    if _ratio_flagged(ratio_after):
+        low, high = VARIANCE_RATIO_BOUNDS
         flags.append(f"VR outside [{low:g},{high:g}]")
     return "; ".join(flags)
 
@@ -246,19 +255,9 @@ def balance_table(X: pd.DataFrame, treated: np.ndarray, weights: np.ndarray,
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def balance_failed(balance: pd.DataFrame) -> list[str]:
-    """Plain-language sentences naming the covariates still imbalanced after matching (empty list: balanced)."""
-    smd = balance[balance["smd_after"].abs() >= SMD_THRESHOLD]
-    low, high = VARIANCE_RATIO_BOUNDS
-    ratio = balance["var_ratio_after"]
-    vr = balance[ratio.notna() & ((ratio < low) | (ratio > high))]
-    sentences = []
-    if len(smd):
-        listed = ", ".join(f"{r.variable} ({r.smd_after:+.3f})" for r in smd.itertuples())
-        sentences.append(f"Balance not achieved: after matching, {len(smd)} of {len(balance)} covariates have an "
-                         f"absolute standardized mean difference of {SMD_THRESHOLD:g} or more: {listed}.")
-    if len(vr):
-        listed = ", ".join(f"{r.variable} ({r.var_ratio_after:.2f})" for r in vr.itertuples())
-        sentences.append(f"After matching, {len(vr)} covariates have a variance ratio (treated/control) outside "
-                         f"[{low:g}, {high:g}]: {listed}.")
-    return sentences
+def balance_failed(balance: pd.DataFrame) -> list[dict]:
+    """The covariate columns still imbalanced after matching (|SMD| >= 0.1 or a variance ratio outside
+    [0.5, 2]), in the table's order: {variable, smd_after, var_ratio_after} each (empty list: balanced)."""
+    failed = [_smd_flagged(smd) or _ratio_flagged(ratio)
+              for smd, ratio in zip(balance["smd_after"], balance["var_ratio_after"])]
+    return balance.loc[failed, ["variable", "smd_after", "var_ratio_after"]].to_dict("records")

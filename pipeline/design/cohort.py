@@ -2,55 +2,60 @@
 treatment groups. Every excluded patient is counted at the step that excluded them."""
 from __future__ import annotations
 
+import logging
 import re
 
 import numpy as np
 import pandas as pd
 
+from pipeline.config.settings import Outcome, Selection, Treatment
+
+log = logging.getLogger(__name__)
+
 DAYS_PER_UNIT = {"days": 1.0, "weeks": 7.0, "months": 30.4375, "years": 365.25}
 
 
-def build_cohort(harmonized: pd.DataFrame, analysis: dict, outcome: dict, time_unit: str,
+def build_cohort(harmonized: pd.DataFrame, selection: Selection, outcome: Outcome, time_unit: str,
                  id_column: str = "patient_id") -> tuple[pd.DataFrame, dict]:
     """Apply an analysis's inclusion steps to the harmonized registry.
 
-    Returns the analytic frame (patient_id, center, group, treated, covariates, time, event, and
-    any column the propensity model or exact matching needs) and the attrition record written to
+    Returns the analytic frame (patient_id, center, treated, covariates, time, event, and any
+    column the propensity model or exact matching needs) and the attrition record written to
     cohort.json.
 
     The steps narrow a row mask; the registry's rows are copied once, at the end, and only the
     columns the cohort keeps (a million-row registry has millions of string cells).
     """
     data = add_derived_columns(harmonized, outcome, time_unit, id_column)
-    treatment = analysis["treatment"]
+    treatment = selection.treatment
     steps = []
     keep = _step(steps, np.ones(len(data), dtype=bool), _treatment_mask(data, treatment),
-                 f"treatment is {treatment['treated']} or {treatment['control']}", "other treatment or missing")
-    for query in analysis["cohort"]:
+                 f"treatment is {treatment.treated} or {treatment.control}", "other treatment or missing")
+    for query in selection.cohort:
         keep = _step(steps, keep, _query_mask(data, keep, query), query, "does not meet the inclusion criterion")
-    min_days = analysis.get("min_days_at_risk", 0)
-    if min_days > 0:
-        keep = _step(steps, keep, _at_risk_mask(data["time"], time_unit, min_days),
-                     f"at least {min_days:g} days at risk", "follow-up shorter than the minimum time at risk")
-    keep, missing_step = _handle_missing(data, keep, analysis)
+    if selection.min_days_at_risk > 0:
+        keep = _step(steps, keep, _at_risk_mask(data["time"], time_unit, selection.min_days_at_risk),
+                     f"at least {selection.min_days_at_risk:g} days at risk",
+                     "follow-up shorter than the minimum time at risk")
+    keep, missing_step = _handle_missing(data, keep, selection)
     if missing_step:
         steps.append(missing_step)
-    cohort = _cohort_frame(data, np.flatnonzero(keep), analysis)
+    cohort = _cohort_frame(data, np.flatnonzero(keep), selection)
     attrition = {
         "n_registry": int(len(harmonized)),
         "steps": steps,
         "n_final": int(len(cohort)),
         "n_treated": int(cohort["treated"].sum()),
         "n_control": int((~cohort["treated"]).sum()),
-        "treated_level": treatment["treated"],
-        "control_level": treatment["control"],
+        "treated_level": treatment.treated,
+        "control_level": treatment.control,
     }
+    log.info("cohort: %d of %d registry rows in %d steps", attrition["n_final"], attrition["n_registry"], len(steps))
     return cohort, {**cohort_estimability(attrition, treatment), **attrition}
 
 
-def cohort_estimability(attrition: dict, treatment: dict) -> dict:
+def cohort_estimability(attrition: dict, treatment: Treatment) -> dict:
     """{"estimable": True}, or False with the reason when the cohort lacks an arm."""
-    labels = {arm: treatment.get("labels", {}).get(arm, treatment[arm]) for arm in ("treated", "control")}
     empty = [arm for arm in ("treated", "control") if attrition[f"n_{arm}"] == 0]
     if not empty:
         return {"estimable": True}
@@ -58,24 +63,24 @@ def cohort_estimability(attrition: dict, treatment: dict) -> dict:
         reason = "the cohort is empty: no patient meets every inclusion criterion"
     else:
         arm = empty[0]
-        reason = (f"the cohort has no {arm} patients ({labels[arm]}) and "
+        reason = (f"the cohort has no {arm} patients ({treatment.label(arm)}) and "
                   f"{attrition['n_final']} {'control' if arm == 'treated' else 'treated'} patients: "
                   "there is nobody to compare")
     return {"estimable": False, "reason": reason, "stage": "cohort"}
 
 
-def add_derived_columns(harmonized: pd.DataFrame, outcome: dict, time_unit: str,
+def add_derived_columns(harmonized: pd.DataFrame, outcome: Outcome, time_unit: str,
                         id_column: str = "patient_id") -> pd.DataFrame:
     """The registry's columns (id renamed to patient_id, not copied) plus `time` (in time_unit),
     `event` (0/1) and, for date outcomes, `index_year`."""
     columns = {("patient_id" if name == id_column else name): values for name, values in harmonized.items()}
-    if "time_zero" in outcome:
-        start, end = harmonized[outcome["time_zero"]], harmonized[outcome["end"]]
+    if outcome.from_dates:
+        start, end = harmonized[outcome.time_zero], harmonized[outcome.end]
         columns["time"] = (end - start).dt.days.astype(float) / DAYS_PER_UNIT[time_unit]
         columns["index_year"] = start.dt.year.astype("Int64")
     else:
-        columns["time"] = harmonized[outcome["time"]].astype(float)
-    columns["event"] = harmonized[outcome["event"]].astype(int)
+        columns["time"] = harmonized[outcome.time].astype(float)
+    columns["event"] = harmonized[outcome.event].astype(int)
     return pd.DataFrame(columns, index=harmonized.index, copy=False)
 
 
@@ -86,9 +91,9 @@ def _at_risk_mask(time: pd.Series, time_unit: str, min_days: float) -> np.ndarra
     return days >= min_days - 1e-9
 
 
-def _treatment_mask(data: pd.DataFrame, treatment: dict) -> np.ndarray:
-    arm = data[treatment["column"]]
-    return arm.isin([treatment["treated"], treatment["control"]]).fillna(False).to_numpy(bool)
+def _treatment_mask(data: pd.DataFrame, treatment: Treatment) -> np.ndarray:
+    arm = data[treatment.column]
+    return arm.isin([treatment.treated, treatment.control]).fillna(False).to_numpy(bool)
 
 
 def _query_mask(data: pd.DataFrame, keep: np.ndarray, query: str) -> np.ndarray:
@@ -116,16 +121,12 @@ def _step(steps: list, keep: np.ndarray, passes: np.ndarray, criterion: str, rea
     return kept
 
 
-def _handle_missing(data: pd.DataFrame, keep: np.ndarray, analysis: dict) -> tuple[np.ndarray, dict | None]:
+def _handle_missing(data: pd.DataFrame, keep: np.ndarray, selection: Selection) -> tuple[np.ndarray, dict | None]:
     """complete_case drops rows missing any covariate (counted per variable); indicator keeps
     them for the propensity stage's indicators. Exact-matching variables and a precomputed score
     are needed in every row either way."""
-    needed = [*analysis["matching"]["exact"]]
-    if analysis["propensity"]["model"] == "precomputed":
-        needed.append(analysis["propensity"]["column"])
-    if analysis["missing"] == "complete_case":
-        needed += analysis["covariates"]
-    needed = list(dict.fromkeys(needed))
+    complete_case = selection.missing == "complete_case"
+    needed = list(dict.fromkeys([*selection.needed, *(selection.covariates if complete_case else ())]))
     if not needed:
         return keep, None
     missing = np.zeros((len(data), len(needed)), dtype=bool)
@@ -134,29 +135,19 @@ def _handle_missing(data: pd.DataFrame, keep: np.ndarray, analysis: dict) -> tup
     by_variable = {c: int(n) for c, n in zip(needed, missing.sum(axis=0)) if n}
     kept = keep & ~missing.any(axis=1)
     before, after = int(keep.sum()), int(kept.sum())
-    step = {"criterion": "complete data for " + ("covariates" if analysis["missing"] == "complete_case"
-                                                 else "matching variables"),
+    step = {"criterion": "complete data for " + ("covariates" if complete_case else "matching variables"),
             "before": before, "after": after, "excluded": before - after,
             "reason": "missing value (complete-case analysis)", "missing_by_variable": by_variable}
     return kept, step
 
 
-def _cohort_frame(data: pd.DataFrame, rows: np.ndarray, analysis: dict) -> pd.DataFrame:
-    """The kept rows of the columns the analysis uses, with `treated` and `group`."""
-    treatment = analysis["treatment"]
-    arm = data[treatment["column"]].iloc[rows].reset_index(drop=True)
-    treated = (arm == treatment["treated"]).to_numpy()
-    derived = {"treated": treated, "group": np.where(treated, "treated", "control")}
-    columns = analysis_frame_columns(analysis, [*data.columns, *derived])
+def _cohort_frame(data: pd.DataFrame, rows: np.ndarray, selection: Selection) -> pd.DataFrame:
+    """The kept rows of the columns the analysis uses, with `treated` (the one arm column)."""
+    treatment = selection.treatment
+    treated = (data[treatment.column].iloc[rows] == treatment.treated).to_numpy()
+    wanted = ["patient_id", "center", "treated", *selection.covariates, *selection.needed, "time", "event"]
+    columns = [c for c in dict.fromkeys(wanted) if c in data.columns or c == "treated"]
     return pd.DataFrame({
-        name: derived[name] if name in derived else data[name].iloc[rows].reset_index(drop=True)
+        name: treated if name == "treated" else data[name].iloc[rows].reset_index(drop=True)
         for name in columns
     })
-
-
-def analysis_frame_columns(analysis: dict, available) -> list[str]:
-    extra = list(analysis["matching"]["exact"])
-    if analysis["propensity"]["model"] == "precomputed":
-        extra.append(analysis["propensity"]["column"])
-    wanted = ["patient_id", "center", "group", "treated", *analysis["covariates"], *extra, "time", "event"]
-    return list(dict.fromkeys(c for c in wanted if c in available))

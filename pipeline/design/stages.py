@@ -2,53 +2,62 @@
 by patient_id.
 
 The numerical modules work on arrays; these functions translate between them and the result
-tables the workflow writes, so the workflow's scripts and the tests call the same code.
+tables the workflow writes, so the workflow's scripts and the tests call the same code. Each stage
+logs what it did.
 """
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pandas as pd
 
+from pipeline.config.settings import Matching, PropensityDesign, Variable
+from pipeline.design import matching as matching_methods
 from pipeline.design.balance import balance_failed, balance_table, constant_covariates
-from pipeline.errors import NotEstimable
-from pipeline.design.matching.nearest import common_support, distance_from_ps, match_nearest
-from pipeline.design.propensity.models import add_missing_indicators, design_matrix, fit_propensity, ps_diagnostics
+from pipeline.design.matching.common import MatchResult, common_support, matching_distance
+from pipeline.design.propensity import fit_propensity
+from pipeline.design.propensity.design_matrix import covariate_matrix
+from pipeline.design.propensity.diagnostics import ps_diagnostics
 from pipeline.design.table_one import table_one
+from pipeline.errors import NotEstimable
+
+log = logging.getLogger(__name__)
+
+ARM_NAMES = {True: "treated", False: "control"}
+"""The published arm column (``group`` in matched.csv and propensity.parquet)."""
 
 
-def analysis_variables(variables: dict, cohort: pd.DataFrame) -> dict:
-    """The registry variables plus the derived ones an analysis may use (center, index_year)."""
+def analysis_variables(variables: dict[str, Variable], cohort: pd.DataFrame) -> dict[str, Variable]:
+    """The registry variables plus the derived ones an analysis may use: center (its levels those
+    of the cohort) and, for date outcomes, index_year."""
     full = dict(variables)
     if "center" in cohort:
-        full["center"] = {"type": "category", "levels": sorted(cohort["center"].dropna().unique())}
+        full["center"] = _derived_variable("category", tuple(sorted(cohort["center"].dropna().unique())))
     if "index_year" in cohort:
-        full["index_year"] = {"type": "integer"}
+        full["index_year"] = _derived_variable("integer")
     return full
 
 
-def covariate_matrix(cohort: pd.DataFrame, analysis: dict, variables: dict) -> pd.DataFrame:
-    """Design matrix of the analysis's covariates (with missingness indicators if configured)."""
-    variables = analysis_variables(variables, cohort)
-    covariates = list(analysis["covariates"])
-    data = cohort
-    if analysis["missing"] == "indicator":
-        data, covariates = add_missing_indicators(cohort, covariates, variables)
-        variables = variables | {c: {"type": "binary"} for c in covariates if c not in variables}
-    return design_matrix(data, covariates, variables)
+def _derived_variable(kind: str, levels: tuple[str, ...] | None = None) -> Variable:
+    return Variable(type=kind, levels=levels, min=None, max=None, required=None, label=None, description=None)
 
 
-def propensity_stage(cohort: pd.DataFrame, analysis: dict, variables: dict, seed: int):
+# --- propensity -----------------------------------------------------------------------------------
+
+def propensity_stage(cohort: pd.DataFrame, design: PropensityDesign, variables: dict[str, Variable],
+                     seed: int) -> tuple[pd.DataFrame, dict]:
+    """Scores, matching distance and common-support discards (propensity.parquet) and the model's
+    summary (propensity.json)."""
     treated = cohort["treated"].to_numpy(bool)
-    spec = analysis["propensity"]
-    precomputed = cohort[spec["column"]].to_numpy(float) if spec["model"] == "precomputed" else None
-    X = covariate_matrix(cohort, analysis, variables)
-    fit = fit_propensity(X, treated, spec, seed, precomputed=precomputed)
-    matching = analysis["matching"]
-    distance, unmatchable = matching_distance(fit.ps, matching["caliper_scale"])
-    discarded = common_support(fit.ps, treated, matching["discard"]) | unmatchable
+    propensity = design.propensity
+    X = covariate_matrix(cohort, design.covariates, design.missing, analysis_variables(variables, cohort))
+    fit = fit_propensity(X, treated, propensity, seed, cohort)
+    distance, unmatchable = matching_distance(fit.ps, design.caliper_scale)
+    discarded = common_support(fit.ps, treated, design.discard) | unmatchable
     scores = pd.DataFrame({
         "patient_id": cohort["patient_id"].to_numpy(),
-        "group": cohort["group"].to_numpy(),
+        "group": np.where(treated, ARM_NAMES[True], ARM_NAMES[False]),
         "ps": fit.ps,
         "distance": distance,
         "discarded": discarded,
@@ -59,81 +68,93 @@ def propensity_stage(cohort: pd.DataFrame, analysis: dict, variables: dict, seed
         "converged": fit.converged,
         "warnings": fit.warnings,
         "coefficients": fit.coefficients,
-        "n_discarded_treated": int((discarded & treated).sum()),
-        "n_discarded_control": int((discarded & ~treated).sum()),
         "n_score_0_or_1": int(unmatchable.sum()),
         "diagnostics_before": ps_diagnostics(fit.ps, treated),
     }
+    log.info("propensity: %s model on %d patients (%d treated), %d design columns; converged: %s",
+             fit.model, len(cohort), treated.sum(), X.shape[1], fit.converged)
+    for warning in fit.warnings:
+        log.info("propensity warning: %s", warning)
+    log.info("propensity: %d treated and %d controls discarded (common support, discard: %s; scores of "
+             "exactly 0 or 1, which have no logit: %d)", (discarded & treated).sum(), (discarded & ~treated).sum(),
+             design.discard, unmatchable.sum())
     return scores, summary
 
 
-def matching_distance(ps: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
-    """The distance to match on, and which patients cannot be matched on it: on the logit scale a
-    score of exactly 0 or 1 (separation) has no finite distance, so those patients (distance
-    -inf/+inf) are discarded, as patients without a comparable counterpart."""
-    unmatchable = ((ps <= 0) | (ps >= 1)) if scale == "logit" else np.zeros(len(ps), dtype=bool)
-    distance = np.where(ps >= 1, np.inf, -np.inf)
-    distance[~unmatchable] = distance_from_ps(ps[~unmatchable], scale)
-    return distance, unmatchable
+# --- matching -------------------------------------------------------------------------------------
 
-
-def exact_strata(cohort: pd.DataFrame, exact: list[str]) -> np.ndarray | None:
+def exact_strata(cohort: pd.DataFrame, exact) -> np.ndarray | None:
     """One integer code per combination of the exact-matching variables (None without any)."""
     if not exact:
         return None
     return cohort.groupby(list(exact), sort=True, dropna=False).ngroup().to_numpy()
 
 
-def match_stage(cohort: pd.DataFrame, scores: pd.DataFrame, analysis: dict, seed: int,
-                propensity: dict | None = None):
-    """Matched sample, pairs and summary; NotEstimable (with the likely cause) when nobody matches.
+def match_stage(cohort: pd.DataFrame, scores: pd.DataFrame, matching: Matching, seed: int,
+                propensity_summary: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Matched sample (matched.parquet), pairs (pairs.parquet) and summary (matching.json) with the
+    analysis's matching method; NotEstimable (with the likely cause) when nobody matches.
 
-    ``propensity``: the propensity stage's summary, whose warnings explain a failed match."""
-    matching = analysis["matching"]
-    treated = scores["group"].eq("treated").to_numpy()
+    ``cohort``: patient_id, treated and the exact-matching variables, in the scores' order;
+    ``propensity_summary``: the propensity stage's summary, whose warnings explain a failed match."""
+    treated = cohort["treated"].to_numpy(bool)
     discarded = scores["discarded"].to_numpy(bool)
     if discarded.all():
         raise NotEstimable("every patient is outside the common support of the propensity score "
-                           f"(discard: {matching['discard']})")
-    result = match_nearest(
-        scores["distance"].to_numpy(float), treated,
-        ratio=matching["ratio"], caliper=matching["caliper"], std_caliper=matching["std_caliper"],
-        replace=matching["replace"], order=matching["order"],
-        exact=exact_strata(cohort, matching["exact"]),
-        discarded=discarded, seed=seed,
-    )
-    if result.counts["n_treated_matched"] == 0:
-        raise NotEstimable(_why_nobody_matched(result, matching, propensity or {}))
+                           f"(discard: {matching.discard})")
+    result = matching_methods.match(scores["distance"].to_numpy(float), treated,
+                                    exact_strata(cohort, matching.exact), discarded, matching, seed)
+    counts = result.counts
+    log.info("matching (%s): %d of %d treated matched to %d controls; %d treated without a control within "
+             "the caliper, %d treated and %d controls discarded; caliper in distance units: %s",
+             matching.method, counts["n_treated_matched"], treated.sum(), counts["n_controls_matched"],
+             counts["n_treated_unmatched"], counts["n_discarded_treated"], counts["n_discarded_control"],
+             result.caliper_raw)
+    if counts["n_treated_matched"] == 0:
+        raise NotEstimable(_why_nobody_matched(result, matching, propensity_summary or {}))
+    matched = _matched_sample(scores, treated, result, matching.replace)
     ids = scores["patient_id"].to_numpy()
-    keep = result.weights > 0
-    matched = pd.DataFrame({
-        "patient_id": ids[keep],
-        "group": scores["group"].to_numpy()[keep],
-        "subclass": _subclass_column(result.subclass[keep], matching["replace"]),
-        "weight": result.weights[keep],
-        "ps": scores["ps"].to_numpy()[keep],
-        "distance": scores["distance"].to_numpy()[keep],
-    })
     pairs = pd.DataFrame({
         "treated_id": ids[result.pairs["treated_index"].to_numpy()],
         "control_id": ids[result.pairs["control_index"].to_numpy()],
         "slot": result.pairs["slot"].to_numpy(),
         "distance_diff": result.pairs["distance_diff"].to_numpy(),
     })
-    summary = {"estimable": True, "settings": matching, "caliper_raw": result.caliper_raw, **result.counts}
+    summary = {"estimable": True, "settings": matching.to_dict(), "caliper_raw": result.caliper_raw, **counts}
     return matched, pairs, summary
 
 
-def _why_nobody_matched(result, matching: dict, propensity: dict) -> str:
+def _matched_sample(scores: pd.DataFrame, treated: np.ndarray, result: MatchResult, replace: bool) -> pd.DataFrame:
+    keep = result.weights > 0
+    return pd.DataFrame({
+        "patient_id": scores["patient_id"].to_numpy()[keep],
+        "treated": treated[keep],
+        "subclass": _subclass_column(result.subclass[keep], replace),
+        "weight": result.weights[keep],
+        "ps": scores["ps"].to_numpy()[keep],
+        "distance": scores["distance"].to_numpy()[keep],
+    })
+
+
+def published_matched(matched: pd.DataFrame) -> pd.DataFrame:
+    """matched.csv: the matched sample with its arm as the published ``group`` column."""
+    group = np.where(matched["treated"].to_numpy(bool), ARM_NAMES[True], ARM_NAMES[False])
+    return pd.DataFrame({"patient_id": matched["patient_id"], "group": group,
+                         **{c: matched[c] for c in ("subclass", "weight", "ps", "distance")}})
+
+
+def _why_nobody_matched(result: MatchResult, matching: Matching, propensity_summary: dict) -> str:
     """The likely cause, in words (no counts: a reason is shown wherever the analysis is listed)."""
-    separation = [w for w in propensity.get("warnings", []) if "separate the arms" in w]
+    separation = [w for w in propensity_summary.get("warnings", []) if "separate the arms" in w]
     if separation:
         return f"no treated patient could be matched: {separation[0]}"
-    remedies = "widen the caliper" if matching["caliper"] is not None else "check the propensity model"
-    if matching["exact"]:
-        remedies += f" or match exactly on fewer variables than {', '.join(matching['exact'])}"
-    within = ", within the exact-matching strata" if matching["exact"] else ""
-    return (f"no treated patient has a control within the caliper (caliper {matching['caliper']}, "
+    remedies = "widen the caliper" if matching.caliper is not None else "check the propensity model"
+    if matching.exact:
+        remedies += f" or match exactly on fewer variables than {', '.join(matching.exact)}"
+    within = ", within the exact-matching strata" if matching.exact else ""
+    if matching.caliper is None:
+        return f"no treated patient has a control to be matched with{within}; {remedies}"
+    return (f"no treated patient has a control within the caliper (caliper {matching.caliper}, "
             f"{result.caliper_raw:.4g} in distance units{within}); {remedies}")
 
 
@@ -144,35 +165,39 @@ def _subclass_column(subclass: np.ndarray, replace: bool) -> pd.Series:
     return pd.Series(subclass, dtype="Int64")
 
 
-def matched_rows(cohort: pd.DataFrame, matched: pd.DataFrame) -> np.ndarray:
-    """Row of `matched` (one row per matched patient) for each cohort row; -1 for the unmatched."""
-    return pd.Index(matched["patient_id"]).get_indexer(cohort["patient_id"])
-
+# --- balance --------------------------------------------------------------------------------------
 
 def matching_weights(cohort: pd.DataFrame, matched: pd.DataFrame) -> np.ndarray:
     """Weight per cohort row (0 for the unmatched)."""
-    rows = matched_rows(cohort, matched)
+    rows = pd.Index(matched["patient_id"]).get_indexer(cohort["patient_id"])
     return np.where(rows >= 0, matched["weight"].to_numpy(float)[rows], 0.0)
 
 
-def balance_stage(cohort: pd.DataFrame, scores: pd.DataFrame, matched: pd.DataFrame,
-                  analysis: dict, variables: dict, min_cell: int):
+def balance_stage(cohort: pd.DataFrame, scores: pd.DataFrame, matched: pd.DataFrame, covariates, missing: str,
+                  variables: dict[str, Variable], min_cell: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Balance table (balance.csv), Table 1 (table1.csv) and summary (balance.json)."""
     treated = cohort["treated"].to_numpy(bool)
     weights = matching_weights(cohort, matched)
-    X = covariate_matrix(cohort, analysis, variables)
-    full_variables = analysis_variables(variables, cohort)
-    binary = {c for c in X.columns if c not in full_variables or full_variables[c]["type"] == "binary"}
+    variables = analysis_variables(variables, cohort)
+    X = covariate_matrix(cohort, covariates, missing, variables)
+    binary = {c for c in X.columns if c not in variables or variables[c].type == "binary"}
     balance = balance_table(X, treated, weights, binary=binary)
-    table1 = table_one(cohort, list(analysis["covariates"]), full_variables, treated, weights, min_cell)
-    ps = scores["ps"].to_numpy(float)
+    table1 = table_one(cohort, list(covariates), variables, treated, weights, min_cell)
     summary = {
         "estimable": True,
         "failed": balance_failed(balance),
         "warnings": constant_covariates(X, treated, weights),
         "max_abs_smd_before": _largest_magnitude(balance["smd_before"]),
         "max_abs_smd_after": _largest_magnitude(balance["smd_after"]),
-        "diagnostics_after": ps_diagnostics(ps, treated, weights),
+        "diagnostics_after": ps_diagnostics(scores["ps"].to_numpy(float), treated, weights),
     }
+    log.info("balance: %d covariate columns, largest |SMD| %s before and %s after matching",
+             len(balance), summary["max_abs_smd_before"], summary["max_abs_smd_after"])
+    for column in summary["failed"]:
+        log.info("balance not achieved for %s: SMD %.3f, variance ratio %.2f after matching",
+                 column["variable"], column["smd_after"], column["var_ratio_after"])
+    for warning in summary["warnings"]:
+        log.info("balance warning: %s", warning)
     return balance, table1, summary
 
 

@@ -1,9 +1,21 @@
 """Table 1: patient characteristics by arm, before and after matching, with disclosure control.
 
+The table is numbers in a long format (table1.csv; the report pivots and formats it): one row per
+variable, level, arm ("treated", "control") and stage ("before", "after"), with the columns
+
+- ``statistic``: ``n`` (``value`` the count: the patients for the "n" row, the weighted count of a
+  "(missing)" row), ``n_percent`` (``value`` the weighted count of a level, ``percent`` its share of
+  the arm's patients with a value; empty when none has one), ``mean_sd`` (``value`` the mean,
+  ``spread`` the SD) or ``median_iqr`` (``value`` the median, ``low``/``high`` the quartiles);
+- ``units``: the patients behind the cell (those with weight > 0); a continuous cell without any
+  has no numbers;
+- ``smd``: the variable's (level's) standardized mean difference at that stage, on both arms' rows;
+- ``suppressed``: the cell rests on 1 to min_cell - 1 patients; its numbers (units included) are
+  left empty.
+
 After matching every statistic is weighted by the matching weights (units with weight 0 drop out), so
 matching with replacement or k:1 matching with varying set sizes is described as the analysed sample.
-Counts from 1 to min_cell - 1 are shown as "<min_cell"; so is a continuous summary resting on fewer than
-min_cell patients. SMDs follow MatchIt's conventions (see pipeline.design.balance), computed on non-missing values.
+SMDs follow MatchIt's conventions (see pipeline.design.balance), computed on non-missing values.
 """
 
 from __future__ import annotations
@@ -11,15 +23,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.config.settings import Variable
 from pipeline.design.balance import (ArmWeights, is_binary, mean_difference, smd_denominator, standardized_difference,
-                              weighted_variance)
+                                     weighted_variance)
+from pipeline.design.propensity.design_matrix import MISSING_LEVEL, category_codes
 from pipeline.errors import ConfigError, DataError
-from pipeline.design.propensity.models import MISSING_LEVEL, category_codes
 
 ARMS = ("treated", "control")
 STAGES = ("before", "after")
-COLUMNS = ["variable", "level", "statistic", "treated_before", "control_before", "smd_before",
-           "treated_after", "control_after", "smd_after"]
+COLUMNS = ["variable", "level", "statistic", "arm", "stage", "units", "value", "spread", "low", "high", "percent",
+           "smd", "suppressed"]
+_NUMBERS = dict.fromkeys(["units", "value", "spread", "low", "high", "percent"], np.nan)
 
 
 def weighted_quantiles(x: np.ndarray, w: np.ndarray, probs: tuple[float, ...],
@@ -38,29 +52,23 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, probs: tuple[float, ...],
     return [float(np.interp(p, positions, x)) for p in probs]
 
 
-def _format_count(count: float, min_cell: int) -> str:
-    if 0 < count < min_cell:
-        return f"<{min_cell}"
-    return f"{count:.0f}" if abs(count - round(count)) < 1e-9 else f"{count:.1f}"
-
-
-def _format_count_percent(count: float, total: float, min_cell: int) -> str:
-    shown = _format_count(count, min_cell)
-    if shown.startswith("<") or total == 0:
-        return shown
-    return f"{shown} ({100 * count / total:.1f}%)"
-
-
-def _continuous_cell(x: np.ndarray, w: np.ndarray, order: np.ndarray | None, min_cell: int, digits: int) -> str:
-    """mean (SD), or median [IQR] when ``order`` (a stable argsort of x) is given."""
-    if np.count_nonzero(w) < max(min_cell, 1):
-        return f"<{min_cell}" if min_cell > 0 else ""
+def _continuous_cell(x: np.ndarray, w: np.ndarray, order: np.ndarray | None) -> dict:
+    """Mean and SD, or median and quartiles when ``order`` (a stable argsort of x) is given."""
+    units = np.count_nonzero(w)
+    if units == 0:
+        return {"units": 0}
     if order is not None:
         low, mid, high = weighted_quantiles(x, w, (0.25, 0.5, 0.75), order)
-        return f"{mid:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+        return {"units": units, "value": mid, "low": low, "high": high}
     mean = np.sum(w * x) / np.sum(w)
-    sd = np.sqrt(weighted_variance(x[w > 0], w[w > 0], False)) if np.count_nonzero(w) > 1 else np.nan
-    return f"{mean:.{digits}f} ({sd:.{digits}f})"
+    sd = np.sqrt(weighted_variance(x[w > 0], w[w > 0], False)) if units > 1 else np.nan
+    return {"units": units, "value": mean, "spread": sd}
+
+
+def _count_cell(indicator: np.ndarray, w: np.ndarray) -> dict:
+    """The weighted count of the patients ``indicator`` marks."""
+    counted = w * indicator
+    return {"units": np.count_nonzero(counted), "value": np.sum(counted)}
 
 
 def _smd_weights(treated: np.ndarray, weights: np.ndarray) -> tuple[ArmWeights, ArmWeights | None]:
@@ -84,28 +92,34 @@ def _smd_pair(x: np.ndarray, arms: _Arms) -> tuple[float, float]:
     denominator = smd_denominator(x, treated, is_binary(x))
     before, after = (np.nan if stage is None else standardized_difference(mean_difference(x, stage), denominator)
                      for stage in stages)
-    return float(np.round(before, 3)) + 0.0, float(np.round(after, 3)) + 0.0     # + 0.0: no "-0.0"
+    return before, after
 
 
 class _Arms:
-    """Row masks and weights of the four columns (arm x stage), and the SMDs' arm weights of the
-    whole sample (shared by every variable without missing values)."""
+    """Weights of the four cells of a row (stage x arm), the SMDs' arm weights of the whole sample
+    (shared by every variable without missing values), and min_cell for suppression."""
 
-    def __init__(self, treated: np.ndarray, weights: np.ndarray):
-        self.treated, self.weights = treated, weights
+    def __init__(self, treated: np.ndarray, weights: np.ndarray, min_cell: int):
+        self.treated, self.weights, self.min_cell = treated, weights, min_cell
         self.smd_weights = _smd_weights(treated, weights)
         self.cells = {}
         for stage in STAGES:
             w = np.ones(len(treated)) if stage == "before" else weights
             for arm in ARMS:
                 mask = treated if arm == "treated" else ~treated
-                self.cells[f"{arm}_{stage}"] = np.where(mask, w, 0.0)
+                self.cells[stage, arm] = np.where(mask, w, 0.0)
 
-    def row(self, variable: str, level: str, statistic: str, cell, smd=(np.nan, np.nan)) -> dict:
-        """``cell(column, w)`` gives the display string of a column from its name and weights."""
-        out = {"variable": variable, "level": level, "statistic": statistic}
-        out.update({name: cell(name, w) for name, w in self.cells.items()})
-        out["smd_before"], out["smd_after"] = smd
+    def rows(self, variable: str, level: str, statistic: str, cell, smd=(np.nan, np.nan)) -> list[dict]:
+        """The row's four cells; ``cell(key, w)`` gives a cell's numbers (units, value, ...) from its
+        key (stage, arm) and weights."""
+        out = []
+        for key, w in self.cells.items():
+            numbers = cell(key, w)
+            suppressed = 0 < numbers["units"] < self.min_cell
+            stage, arm = key
+            out.append({"variable": variable, "level": level, "statistic": statistic, "arm": arm, "stage": stage,
+                        **_NUMBERS, **({} if suppressed else numbers), "smd": smd[STAGES.index(stage)],
+                        "suppressed": suppressed})
         return out
 
 
@@ -116,22 +130,19 @@ def _as_float(series: pd.Series) -> np.ndarray:
         raise DataError(f"Table 1 variable '{series.name}' is not numeric: {exc}") from None
 
 
-def _missing_row(name: str, missing: np.ndarray, arms: _Arms, min_cell: int) -> dict:
-    return arms.row(name, "(missing)", "n", lambda _, w: _format_count(np.sum(w * missing), min_cell))
+def _missing_rows(name: str, missing: np.ndarray, arms: _Arms) -> list[dict]:
+    return arms.rows(name, MISSING_LEVEL, "n", lambda _, w: _count_cell(missing, w))
 
 
-def _continuous_rows(name: str, series: pd.Series, arms: _Arms, median: bool, min_cell: int,
-                     digits: int) -> list[dict]:
+def _continuous_rows(name: str, series: pd.Series, arms: _Arms, median: bool) -> list[dict]:
     x = _as_float(series)
     present = ~np.isnan(x)
     filled = np.where(present, x, 0.0)
-    statistic = "median [IQR]" if median else "mean (SD)"
     order = _stable_order(filled) if median else None
-    rows = [arms.row(name, "", statistic,
-                     lambda _, w: _continuous_cell(filled, w * present, order, min_cell, digits),
-                     _smd_pair(x, arms))]
+    rows = arms.rows(name, "", "median_iqr" if median else "mean_sd",
+                     lambda _, w: _continuous_cell(filled, w * present, order), _smd_pair(x, arms))
     if not present.all():
-        rows.append(_missing_row(name, ~present, arms, min_cell))
+        rows += _missing_rows(name, ~present, arms)
     return rows
 
 
@@ -143,51 +154,52 @@ def _stable_order(x: np.ndarray) -> np.ndarray:
     return np.argsort(small if np.array_equal(small, x) else x, kind="stable")
 
 
-def _present_totals(present: np.ndarray, arms: _Arms) -> dict[str, float]:
-    """Each column's weighted count of units with a value: the denominator of its percentages."""
-    return {column: np.sum(w * present) for column, w in arms.cells.items()}
+def _present_totals(present: np.ndarray, arms: _Arms) -> dict[tuple[str, str], float]:
+    """Each cell's weighted count of units with a value: the denominator of its percentages."""
+    return {key: np.sum(w * present) for key, w in arms.cells.items()}
 
 
-def _indicator_row(name: str, level: str, indicator: np.ndarray, present: np.ndarray, totals: dict[str, float],
-                   arms: _Arms, min_cell: int) -> dict:
+def _level_rows(name: str, level: str, indicator: np.ndarray, present: np.ndarray,
+                totals: dict[tuple[str, str], float], arms: _Arms) -> list[dict]:
     """n (%) of one level; ``indicator`` is 0 where the value is missing."""
-    def cell(column, w):
-        return _format_count_percent(np.sum(w * indicator), totals[column], min_cell)
+    def cell(key, w):
+        numbers = _count_cell(indicator, w)
+        return {**numbers, "percent": 100 * numbers["value"] / totals[key] if totals[key] else np.nan}
     smd = _smd_pair(np.where(present, indicator, np.nan), arms)
-    return arms.row(name, level, "n (%)", cell, smd)
+    return arms.rows(name, level, "n_percent", cell, smd)
 
 
-def _binary_rows(name: str, series: pd.Series, arms: _Arms, min_cell: int) -> list[dict]:
+def _binary_rows(name: str, series: pd.Series, arms: _Arms) -> list[dict]:
     x = _as_float(series)
     present = ~np.isnan(x)
     totals = _present_totals(present, arms)
-    rows = [_indicator_row(name, "1", np.where(present, x, 0.0), present, totals, arms, min_cell)]
+    rows = _level_rows(name, "1", np.where(present, x, 0.0), present, totals, arms)
     if not present.all():
-        rows.append(_missing_row(name, ~present, arms, min_cell))
+        rows += _missing_rows(name, ~present, arms)
     return rows
 
 
-def _category_rows(name: str, series: pd.Series, levels: list[str], arms: _Arms, min_cell: int) -> list[dict]:
+def _category_rows(name: str, series: pd.Series, levels: list[str], arms: _Arms) -> list[dict]:
     if series.isin([MISSING_LEVEL]).any():
         levels = levels + [MISSING_LEVEL]
     codes = category_codes(name, series, levels)
     present = codes >= 0
     totals = _present_totals(present, arms)
-    rows = [_indicator_row(name, level, (codes == index).astype(float), present, totals, arms, min_cell)
-            for index, level in enumerate(levels)]
+    rows = [row for index, level in enumerate(levels)
+            for row in _level_rows(name, level, (codes == index).astype(float), present, totals, arms)]
     if not present.all():
-        rows.append(_missing_row(name, ~present, arms, min_cell))
+        rows += _missing_rows(name, ~present, arms)
     return rows
 
 
-def table_one(df: pd.DataFrame, covariates: list[str], variables: dict, treated: np.ndarray,
-              weights: np.ndarray, min_cell: int, median_for: set[str] | None = None,
-              digits: int = 1) -> pd.DataFrame:
-    """Table 1 as a DataFrame of display strings (SMD columns numeric, rounded to 3 decimals).
+def table_one(df: pd.DataFrame, covariates: list[str], variables: dict[str, Variable], treated: np.ndarray,
+              weights: np.ndarray, min_cell: int, median_for: set[str] | None = None) -> pd.DataFrame:
+    """Table 1 in the long format of this module's docstring.
 
-    Continuous variables: mean (SD); those in ``median_for`` (default: the integer-typed ones, usually
-    skewed counts or scores) median [IQR]. Binary: n (%) with value 1. Category: n (%) per configured level.
-    A "(missing)" row follows any variable with missing values; percentages are of the non-missing.
+    Continuous variables: mean and SD; those in ``median_for`` (default: the integer-typed ones, usually
+    skewed counts or scores) median and quartiles. Binary: n (%) with value 1. Category: n (%) per
+    configured level. A "(missing)" row follows any variable with missing values; percentages are of
+    the non-missing.
     """
     treated = np.asarray(treated).astype(bool)
     weights = np.asarray(weights, dtype=float)
@@ -195,20 +207,21 @@ def table_one(df: pd.DataFrame, covariates: list[str], variables: dict, treated:
         raise DataError(f"Table 1 needs one treatment flag and weight per row: {len(df)} rows, "
                         f"{len(treated)} flags, {len(weights)} weights")
     if median_for is None:
-        median_for = {c for c in covariates if variables.get(c, {}).get("type") == "integer"}
-    arms = _Arms(treated, weights)
-    rows = [arms.row("n", "", "n", lambda _, w: _format_count(np.count_nonzero(w), min_cell))]
+        median_for = {c for c in covariates if variables[c].type == "integer"}
+    arms = _Arms(treated, weights, min_cell)
+    rows = arms.rows("n", "", "n", lambda _, w: {"units": np.count_nonzero(w), "value": np.count_nonzero(w)})
     for name in covariates:
         if name not in df.columns:
             raise DataError(f"Table 1 variable '{name}' is not in the data")
-        kind = variables.get(name, {}).get("type")
+        kind = variables[name].type
         if kind in ("numeric", "integer"):
-            rows += _continuous_rows(name, df[name], arms, name in median_for, min_cell, digits)
+            rows += _continuous_rows(name, df[name], arms, name in median_for)
         elif kind == "binary":
-            rows += _binary_rows(name, df[name], arms, min_cell)
+            rows += _binary_rows(name, df[name], arms)
         elif kind == "category":
-            rows += _category_rows(name, df[name], list(variables[name].get("levels", [])), arms, min_cell)
+            rows += _category_rows(name, df[name], list(variables[name].levels or ()), arms)
         else:
             raise ConfigError(f"Table 1 variable '{name}' has type '{kind}'; expected numeric, integer, binary "
                               f"or category")
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return table.astype({"units": "Int64"})

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from pipeline.config.settings import Center
 from pipeline.errors import DataError
 from pipeline.ingest.readers.delimited import read_delimited
 from pipeline.ingest.readers.parquet import read_parquet
@@ -62,50 +63,38 @@ SUFFIX_FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-FORMATS = ("csv", "tsv", "xlsx", "parquet")
+SEPARATORS = {"csv": ",", "tsv": "\t"}  # a delimited format's separator unless read.sep is given
 log = logging.getLogger(__name__)
 
 
-def extract_format(path: Path, center_cfg: dict) -> str:
+def extract_format(path: Path, center: Center) -> str:
     """The reader to use: ``format:`` if given, else the file suffix."""
-    fmt = center_cfg.get("format")
+    if center.format is not None:
+        return center.format
+    fmt = SUFFIX_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        fmt = SUFFIX_FORMATS.get(Path(path).suffix.lower())
-        if fmt is None:
-            raise DataError(
-                f"{path}: cannot tell the file format from the suffix "
-                f"'{Path(path).suffix}'; set format: to one of {', '.join(FORMATS)}"
-            )
-    if fmt not in FORMATS:
-        raise DataError(f"{path}: unknown format '{fmt}'; expected one of {', '.join(FORMATS)}")
+        raise DataError(
+            f"{path}: cannot tell the file format from the suffix '{Path(path).suffix}'; set format: to one "
+            f"of {', '.join(dict.fromkeys(SUFFIX_FORMATS.values()))}"
+        )
     return fmt
 
 
-def read_options(center_cfg: dict) -> dict:
-    """The center's ``read:`` block with defaults filled in."""
-    read = dict(center_cfg.get("read") or {})
-    read.setdefault("decimal", ".")
-    read.setdefault("quotechar", '"')
-    read.setdefault("encoding", "utf-8")
-    read.setdefault("sheet", 0)
-    return read
-
-
-def read_extract(path: Path, center_cfg: dict) -> pd.DataFrame:
+def read_extract(path: Path, center: Center) -> pd.DataFrame:
     """All cells of an extract as raw strings, plus ``source_row``, ``source_row_end`` and
     ``read_problems`` (see the module docstring).
 
     Raises DataError naming the file when it is missing or cannot be read as configured.
     """
-    table = _read(Path(path), center_cfg, header_only=False)
+    table = _read(Path(path), center, header_only=False)
     for warning in table.warnings:
         log.warning(warning)
     return _frame(Path(path), table)
 
 
-def read_header(path: Path, center_cfg: dict) -> list[str]:
+def read_header(path: Path, center: Center) -> list[str]:
     """The column names of an extract, reading as little of it as possible."""
-    return _read(Path(path), center_cfg, header_only=True).header
+    return _read(Path(path), center, header_only=True).header
 
 
 def check_path(path: Path) -> None:
@@ -116,16 +105,17 @@ def check_path(path: Path) -> None:
         raise DataError(f"{path}: file not found")
 
 
-def _read(path: Path, center_cfg: dict, header_only: bool) -> RawTable:
+def _read(path: Path, center: Center, header_only: bool) -> RawTable:
     check_path(path)
-    fmt = extract_format(path, center_cfg)
-    read = read_options(center_cfg)
+    fmt = extract_format(path, center)
+    read = center.read
     try:
-        if fmt in ("csv", "tsv"):
-            return read_delimited(path, read, default_sep="," if fmt == "csv" else "\t", header_only=header_only)
+        if fmt in SEPARATORS:
+            sep = SEPARATORS[fmt] if read.sep is None else read.sep
+            return read_delimited(path, sep, read.quotechar, read.encoding, header_only=header_only)
         if fmt == "xlsx":
-            return read_xlsx(path, read, header_only=header_only)
-        return read_parquet(path, read, header_only=header_only)
+            return read_xlsx(path, read.sheet, read.decimal, header_only=header_only)
+        return read_parquet(path, read.decimal, header_only=header_only)
     except DataError:
         raise
     except (OSError, ValueError, LookupError, pa.ArrowException, UnicodeError) as exc:

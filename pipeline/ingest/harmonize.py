@@ -58,16 +58,21 @@ Rules (the contract's defaults plus the decisions this module documents):
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 
+from pipeline.config.settings import Center, Outcome, ReadOptions, Variable
 from pipeline.errors import ConfigError
 from pipeline.ingest.extract import READ_PROBLEMS, RESERVED_COLUMNS, SOURCE_ROW, SOURCE_ROW_END
 
-TYPES = ("id", "numeric", "integer", "binary", "category", "date")
+DTYPES = {"id": "string", "numeric": "float64", "integer": "Int64", "binary": "Int8", "category": "string",
+          "date": "datetime64[ns]"}
+"""The harmonized column's dtype per variable type."""
+OUTCOME_ROLES = ("time_zero", "end", "event", "time", "event_date")
 DEFAULT_NA_VALUES = ("", "na", "n/a", "nan", "null", "none", ".", "missing")
 BINARY_TOKENS = {
     "1": 1, "0": 0, "1.0": 1, "0.0": 0, "1,0": 1, "0,0": 0,
@@ -82,43 +87,31 @@ MAX_EXACT_INTEGER = 2**53
 SMALLEST_NORMAL = np.finfo(np.float64).tiny
 QUARANTINE_COLUMNS = ["center", "source_file", "source_row", "reason_code", "reason"]
 OK, MISSING, ERROR = 0, 1, 2
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- config helpers
 
 
-def outcome_roles(outcome: dict) -> dict[str, str]:
-    """Outcome role -> variable for the roles present (time_zero, end, event, time, event_date)."""
-    roles = ("time_zero", "end", "event", "time", "event_date")
-    return {role: outcome[role] for role in roles if outcome.get(role)}
+def outcome_roles(outcome: Outcome) -> dict[str, str]:
+    """Outcome role -> variable for the roles the outcome uses (of time_zero, end, event, time, event_date)."""
+    return {role: getattr(outcome, role) for role in OUTCOME_ROLES if getattr(outcome, role) is not None}
 
 
-def required_variables(variables: dict, outcome: dict) -> list[str]:
-    """Variables whose missing value quarantines a row, in config order."""
+def required_variables(variables: dict[str, Variable], outcome: Outcome) -> list[str]:
+    """Variables whose missing value quarantines a row, in config order. ``required`` unset means
+    required for the id and the outcome variables (outcome.event_date excepted)."""
     defaults = {v for role, v in outcome_roles(outcome).items() if role != "event_date"}
-    return [
-        name for name, spec in variables.items()
-        if spec.get("required", spec.get("type") == "id" or name in defaults)
-    ]
+    return [name for name, spec in variables.items()
+            if spec.required or (spec.required is None and (spec.type == "id" or name in defaults))]
 
 
-def id_variable(variables: dict) -> str:
-    """The single variable of type id."""
-    ids = [name for name, spec in variables.items() if spec.get("type") == "id"]
-    if len(ids) != 1:
-        raise ConfigError(
-            f"registry.variables: exactly one variable must have type id, found {len(ids)}"
-            + (f" ({', '.join(ids)})" if ids else "")
-        )
-    return ids[0]
-
-
-def map_columns(header: list[str], center_cfg: dict, variables: dict) -> tuple[dict[str, str], list[str]]:
+def map_columns(header: list[str], center: Center, variables: dict) -> tuple[dict[str, str], list[str]]:
     """Variable -> source column for one center, and the mapping problems found.
 
     Problems are plain sentences naming the column; callers add the center and file.
     """
-    explicit = center_cfg.get("columns") or {}
+    explicit = center.columns
     present = set(header)
     sources: dict[str, list[str]] = {}
     problems = []
@@ -180,12 +173,12 @@ def _quoted(raw: pd.Series) -> pd.Series:
     return raw.map(repr)
 
 
-def _na_tokens(read: dict) -> set[str]:
-    defaults = DEFAULT_NA_VALUES if read.get("keep_default_na", True) else ()
-    return {str(v).strip().casefold() for v in (*defaults, *(read.get("na_values") or ()))}
+def _na_tokens(read: ReadOptions) -> set[str]:
+    defaults = DEFAULT_NA_VALUES if read.keep_default_na else ()
+    return {str(v).strip().casefold() for v in (*defaults, *read.na_values)}
 
 
-def parse_uniques(uniques: pd.Series, var: str, src: str, spec: dict, read: dict, codes: dict,
+def parse_uniques(uniques: pd.Series, var: str, src: str, spec: Variable, read: ReadOptions, codes: dict,
                   today: pd.Timestamp, scale: float = 1) -> ParsedUniques:
     """Type the distinct raw values of one column; errors carry a code and a message naming the column."""
     stripped = uniques.str.strip()
@@ -198,21 +191,18 @@ def parse_uniques(uniques: pd.Series, var: str, src: str, spec: dict, read: dict
         targets = folded[has_code].map(codes)
         missing |= targets.isna().reindex(uniques.index, fill_value=False)  # a code mapped to null
         text = stripped.copy()
-        text[has_code] = targets.map(lambda t: _target_text(t, read.get("decimal", ".")))
-    kind = spec["type"]
+        text[has_code] = targets.map(lambda t: _target_text(t, read.decimal))
+    kind = spec.type
     if kind == "id":
         values, bad, why, code = pd.array(text, dtype="string"), np.zeros(len(text), bool), "", ""
     elif kind in ("numeric", "integer"):
-        values, bad, why, code = _parse_number(text, kind, read.get("decimal", "."), scale)
+        values, bad, why, code = _parse_number(text, kind, read.decimal, scale)
     elif kind == "binary":
         values, bad, why, code = _parse_binary(text)
     elif kind == "category":
-        values, bad, why, code = _parse_category(text, spec["levels"])
-    elif kind == "date":
-        fmt = (read.get("date_formats") or {}).get(var, read.get("date_format"))
-        values, bad, why, code = _parse_date(text, fmt)
-    else:
-        raise ConfigError(f"registry.variables.{var}: unknown type '{kind}'; expected one of {', '.join(TYPES)}")
+        values, bad, why, code = _parse_category(text, spec.levels)
+    else:  # date
+        values, bad, why, code = _parse_date(text, read.date_formats.get(var, read.date_format))
     missing = missing.to_numpy()
     bad = bad & ~missing
     status = np.where(missing, MISSING, np.where(bad, ERROR, OK)).astype(np.int8)
@@ -327,17 +317,17 @@ def _parse_date(text: pd.Series, fmt: str | None):
     return values, bad, f"is not a date ({expected})", "not_a_date"
 
 
-def _check_range(parsed: ParsedUniques, uniques: pd.Series, label: str, spec: dict, kind: str,
+def _check_range(parsed: ParsedUniques, uniques: pd.Series, label: str, spec: Variable, kind: str,
                  today: pd.Timestamp, scale: float) -> None:
     """Flag parsed values outside [min, max] (numbers) or [1900-01-01, today] (dates), in place."""
     ok = parsed.status == OK
     if kind in ("numeric", "integer"):
         values = pd.Series(parsed.values).to_numpy(dtype="float64", na_value=np.nan)
         scaled = "" if scale == 1 else f" after scaling by {scale}"
-        for bound, outside, word in (("min", np.less, "below the minimum"), ("max", np.greater, "above the maximum")):
-            if spec.get(bound) is not None:
-                _flag(parsed, ok & outside(values, spec[bound]), "out_of_range", label, uniques,
-                      f"is {word} {spec[bound]}{scaled}")
+        bounds = ((spec.min, np.less, "below the minimum"), (spec.max, np.greater, "above the maximum"))
+        for bound, outside, word in bounds:
+            if bound is not None:
+                _flag(parsed, ok & outside(values, bound), "out_of_range", label, uniques, f"is {word} {bound}{scaled}")
     elif kind == "date":
         values = parsed.values
         _flag(parsed, ok & (values < EARLIEST_DATE.to_datetime64()), "date_before_1900", label, uniques,
@@ -383,32 +373,34 @@ class Problems:
         }).sort_values(["pos", "seq"], kind="stable")
 
 
-def harmonize_center(raw: pd.DataFrame, center_id: str, center_cfg: dict, variables: dict, outcome: dict,
-                     source_file: str, today: dt.date | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Harmonize one center: (accepted frame, quarantine frame, summary). See the module docstring."""
+def harmonize_center(raw: pd.DataFrame, center_id: str, center: Center, variables: dict[str, Variable],
+                     outcome: Outcome, source_file: str, today: dt.date | None = None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Harmonize one center: (accepted frame, quarantine frame, summary). See the module docstring.
+
+    The config check (pipeline.config.checks) has seen this extract's header; a mapping problem
+    here means the file changed since, and stops the job naming the center and file.
+    """
     today = pd.Timestamp(today or dt.date.today())
     header = [c for c in raw.columns if c not in RESERVED_COLUMNS]
-    mapping, problems_cfg = map_columns(header, center_cfg, variables)
+    mapping, problems_cfg = map_columns(header, center, variables)
     required = required_variables(variables, outcome)
     absent = [v for v in required if v not in mapping]
     problems_cfg += [f"required variable '{v}' is not provided by any column" for v in absent]
     if problems_cfg:
         raise ConfigError(f"registry.centers.{center_id} ({source_file}): " + "; ".join(problems_cfg))
-    read = center_cfg.get("read") or {}
-    codes = center_cfg.get("codes") or {}
-    scales = center_cfg.get("scale") or {}
     n = len(raw)
     problems = Problems()
-    id_var = id_variable(variables)
+    id_var = next(name for name, spec in variables.items() if spec.type == "id")
     typed, blank_id = {}, None
     for var, spec in variables.items():
         if var not in mapping:
-            typed[var] = _all_missing(spec["type"], n)
+            typed[var] = _all_missing(spec.type, n)
             continue
         src = mapping[var]
         positions, uniques = pd.factorize(raw[src].astype(object).to_numpy(), use_na_sentinel=False)
-        parsed = parse_uniques(pd.Series(uniques, dtype=object).fillna(""), var, src, spec, read,
-                               normalized_codes(codes.get(var)), today, scales.get(var, 1))
+        parsed = parse_uniques(pd.Series(uniques, dtype=object).fillna(""), var, src, spec, center.read,
+                               normalized_codes(center.codes.get(var)), today, center.scale.get(var, 1))
         status = parsed.status[positions]
         typed[var] = pd.Series(parsed.values[positions])
         errors = np.flatnonzero(status == ERROR)
@@ -424,13 +416,22 @@ def harmonize_center(raw: pd.DataFrame, center_id: str, center_cfg: dict, variab
     _add_duplicate_ids(problems, typed[id_var], id_key, id_ok, raw, labels[id_var])
     table = _with_empty_rows(problems.table(), raw, header, blank_id)
     table = _with_read_problems(table, raw, set(mapping.values()))
-    return _assemble(raw, header, typed, table, center_id, source_file)
+    accepted, quarantine, summary = _assemble(raw, header, typed, table, center_id, source_file)
+    _log_summary(summary)
+    return accepted, quarantine, summary
+
+
+def _log_summary(summary: dict) -> None:
+    """One line per center: the counts, the quarantine's reasons and how many warnings the reader
+    gave (read_extract logs them)."""
+    reasons = ", ".join(f"{code} {n}" for code, n in summary["reasons"].items())
+    log.info("%s (%s): %d rows read, %d accepted, %d quarantined%s; %d warnings", summary["center"],
+             summary["source_file"], summary["rows_read"], summary["accepted"], summary["quarantined"],
+             f" ({reasons})" if reasons else "", len(summary["warnings"]))
 
 
 def _all_missing(kind: str, n: int) -> pd.Series:
-    dtypes = {"id": "string", "category": "string", "numeric": "float64", "integer": "Int64",
-              "binary": "Int8", "date": "datetime64[ns]"}
-    return pd.Series(index=pd.RangeIndex(n), dtype=dtypes[kind])
+    return pd.Series(index=pd.RangeIndex(n), dtype=DTYPES[kind])
 
 
 def _add_missing_required(problems: Problems, missing: np.ndarray, raw: pd.Series, label: str) -> None:
@@ -448,7 +449,7 @@ def _raw_text(raw: pd.DataFrame, mapping: dict, var: str, rows: np.ndarray) -> n
 
 
 def _add_followup_problems(problems: Problems, typed: dict, raw: pd.DataFrame, mapping: dict, labels: dict,
-                           outcome: dict) -> None:
+                           outcome: Outcome) -> None:
     roles = {role: var for role, var in outcome_roles(outcome).items() if var in mapping}
     if "time_zero" in roles and "end" in roles:
         start, end = typed[roles["time_zero"]].to_numpy(), typed[roles["end"]].to_numpy()
@@ -626,9 +627,10 @@ def check_accounting(summary: dict, where: str) -> None:
 # ---------------------------------------------------------------- all centers
 
 
-def merge_centers(parts: list[tuple[pd.DataFrame, pd.DataFrame, dict]], id_column: str = "patient_id"
+def merge_centers(parts: list[tuple[pd.DataFrame, pd.DataFrame, dict]], id_column: str
                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Concatenate centers (in the given order) and quarantine ids accepted in more than one center.
+    """Concatenate centers (in the given order) and quarantine ids accepted in more than one center
+    (``id_column`` names the id variable).
 
     Every accepted copy of such an id moves to quarantine with ``duplicate_id_across_centers``; its
     raw values there are the harmonized values as text (the accepted frame keeps no raw cells).
@@ -650,12 +652,16 @@ def merge_centers(parts: list[tuple[pd.DataFrame, pd.DataFrame, dict]], id_colum
             s["quarantined"] += int(n)
             s["reasons"]["duplicate_id_across_centers"] = s["reasons"].get("duplicate_id_across_centers", 0) + int(n)
             s["reasons"] = dict(sorted(s["reasons"].items()))
+            log.info("%s: %d accepted rows moved to quarantine (duplicate_id_across_centers)", center, n)
         accepted = accepted[~shared].reset_index(drop=True)
     quarantine = _sorted_by_center(quarantine, order)
     for center, s in summaries.items():
         s["missing"] = count_missing(accepted[accepted["center"] == center])
         check_accounting(s, center)
-    return accepted, quarantine, {"centers": summaries, "total": _total(summaries)}
+    total = _total(summaries)
+    log.info("%d centers: %d rows read, %d accepted, %d quarantined", len(summaries), total["rows_read"],
+             total["accepted"], total["quarantined"])
+    return accepted, quarantine, {"centers": summaries, "total": total}
 
 
 def _ids_in_several_centers(accepted: pd.DataFrame, id_column: str) -> np.ndarray:

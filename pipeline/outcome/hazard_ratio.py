@@ -17,7 +17,6 @@ from scipy import stats
 from pipeline.outcome.cox import fit_cox, score_tests, why_no_hazard_ratio
 
 COMMON_OUTCOME = 0.15                  # VanderWeele & Ding: convert HR to RR above this
-CLUSTER_KINDS = ("matched set", "patient")
 _ZERO_ROBUST = ("its cluster-robust variance is zero (every cluster's contributions cancel, e.g. "
                 "identical arms)")
 

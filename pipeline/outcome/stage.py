@@ -1,28 +1,62 @@
-"""The survival stage of an analysis: the matched sample's arrays from the cohort and the matching,
-the comparison (survival.json) and the bootstrap jobs' shares."""
+"""The survival stage of an analysis: the matched sample from the cohort and the matching, the
+comparison (survival.json's content and the arms' fitted Kaplan-Meier curves) and the bootstrap
+jobs' shares."""
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from pipeline.design.stages import matched_rows
+from pipeline.config.settings import Survival
+from pipeline.outcome.bootstrap import bootstrap_differences, bootstrap_shard
 from pipeline.outcome.power import power_summary
-from pipeline.outcome.survival import bootstrap_differences, bootstrap_shard, compare_survival, rmst_horizon
+from pipeline.outcome.survival import Comparison, compare_survival, rmst_horizon
+
+log = logging.getLogger(__name__)
 
 
-def matched_sample(cohort: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFrame:
-    """The matched rows with their outcome, in cohort order."""
-    rows = matched_rows(cohort, matched)
-    in_sample = np.flatnonzero(rows >= 0)
-    outcome = cohort[["treated", "time", "event"]].iloc[in_sample].reset_index(drop=True)
-    sets = matched[["patient_id", "subclass", "weight"]].iloc[rows[in_sample]].reset_index(drop=True)
-    return pd.concat([sets[["patient_id"]], outcome, sets[["subclass", "weight"]]], axis=1)
+@dataclass(frozen=True, eq=False)
+class MatchedSample:
+    """The matched patients (in cohort order) as the comparison takes them.
+
+    Without replacement the matched set is the cluster (Austin 2014) and the pair stratum; with
+    replacement a control can be in several sets, so MatchIt's vignette clusters on the patient
+    and the bootstrap resamples the sets of the pairs. ``cluster_kind`` names the cluster.
+    """
+    time: np.ndarray
+    event: np.ndarray
+    treated: np.ndarray
+    weight: np.ndarray
+    cluster: np.ndarray
+    cluster_kind: str
+    bootstrap_sets: tuple[np.ndarray, np.ndarray] | None   # (row, set id) memberships, with replacement
+    pair_strata: np.ndarray | None                          # matched-set ids, without replacement
+
+    @classmethod
+    def from_frames(cls, cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame,
+                    replace: bool) -> MatchedSample:
+        """cohort: patient_id, treated, time, event; matched: patient_id, subclass, weight;
+        pairs: treated_id, control_id."""
+        rows = pd.Index(matched["patient_id"]).get_indexer(cohort["patient_id"])   # -1: not matched
+        in_sample = np.flatnonzero(rows >= 0)
+        outcome = cohort.iloc[in_sample]
+        sets = matched.iloc[rows[in_sample]]
+        patient_id = sets["patient_id"].to_numpy()
+        subclass = None if replace else sets["subclass"].to_numpy(np.int64)
+        return cls(time=outcome["time"].to_numpy(float), event=outcome["event"].to_numpy(int),
+                   treated=outcome["treated"].to_numpy(bool), weight=sets["weight"].to_numpy(float),
+                   cluster=pd.factorize(patient_id)[0] if replace else subclass,
+                   cluster_kind="patient" if replace else "matched set",
+                   bootstrap_sets=_replacement_sets(patient_id, pairs) if replace else None,
+                   pair_strata=subclass)
 
 
-def replacement_sets(sample: pd.DataFrame, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(row in `sample`, matched-set id) memberships: each treated patient's set holds the treated
-    row and its controls' rows; a reused control belongs to several sets."""
-    position = pd.Index(sample["patient_id"])
+def _replacement_sets(patient_id: np.ndarray, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(row, matched-set id) memberships: each treated patient's set holds the treated row and
+    its controls' rows; a reused control belongs to several sets."""
+    position = pd.Index(patient_id)
     treated_ids = pd.unique(pairs["treated_id"])
     set_of = pd.Index(treated_ids)
     rows = np.concatenate([position.get_indexer(treated_ids), position.get_indexer(pairs["control_id"])])
@@ -30,50 +64,49 @@ def replacement_sets(sample: pd.DataFrame, pairs: pd.DataFrame) -> tuple[np.ndar
     return rows, sets
 
 
-def survival_inputs(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame, analysis: dict) -> dict:
-    """The matched sample's arrays as compare_survival takes them.
-
-    Without replacement the matched set is the cluster (Austin 2014); with replacement a control
-    can be in several sets, so MatchIt's vignette clusters on the patient and the bootstrap
-    resamples the sets from pairs.csv. ``cluster_kind`` names the cluster.
-    """
-    sample = matched_sample(cohort, matched)
-    replace = analysis["matching"]["replace"]
-    subclass = None if replace else sample["subclass"].to_numpy(np.int64)
-    return {
-        "time": sample["time"].to_numpy(float), "event": sample["event"].to_numpy(int),
-        "treated": sample["treated"].to_numpy(bool), "weight": sample["weight"].to_numpy(float),
-        "cluster": pd.factorize(sample["patient_id"])[0] if replace else subclass,
-        "cluster_kind": "patient" if replace else "matched set",
-        "bootstrap_sets": replacement_sets(sample, pairs) if replace else None,
-        "pair_strata": subclass,
-    }
-
-
-def bootstrap_stage(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame, analysis: dict,
-                    seed: int, job: int) -> np.ndarray:
+def bootstrap_stage(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame, survival: Survival,
+                    replace: bool, seed: int, job: int) -> np.ndarray:
     """One bootstrap job's median and RMST differences (survival.bootstrap_jobs splits the
     replicates), to the RMST horizon survival_stage uses."""
-    arrays = survival_inputs(cohort, matched, pairs, analysis)
-    survival = analysis["survival"]
-    tau, _ = rmst_horizon(arrays["time"], arrays["treated"], survival["rmst_tau"])
-    chunks = bootstrap_shard(survival["bootstrap"], survival["bootstrap_jobs"], job)
-    return bootstrap_differences(arrays["time"], arrays["event"], arrays["treated"], arrays["weight"],
-                                 arrays["cluster"], tau=tau, replicates=survival["bootstrap"], seed=seed,
-                                 sets=arrays["bootstrap_sets"], chunks=chunks)
+    sample = MatchedSample.from_frames(cohort, matched, pairs, replace)
+    tau, _ = rmst_horizon(sample.time, sample.treated, survival.rmst_tau)
+    chunks = bootstrap_shard(survival.bootstrap, survival.bootstrap_jobs, job)
+    replicates = bootstrap_differences(sample.time, sample.event, sample.treated, sample.weight, sample.cluster,
+                                       tau=tau, replicates=survival.bootstrap, seed=seed,
+                                       sets=sample.bootstrap_sets, chunks=chunks)
+    log.info("bootstrap job %d of %d: %d of %d resamples, RMST horizon %s", job + 1, survival.bootstrap_jobs,
+             len(replicates), survival.bootstrap, tau)
+    return replicates
 
 
-def survival_stage(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame, analysis: dict,
-                   seed: int, time_unit: str, relevant_hr: float = 1.5, bootstrap_replicates=None):
-    """survival.json's content; `bootstrap_replicates` are the gathered bootstrap jobs' results."""
-    arrays = survival_inputs(cohort, matched, pairs, analysis)
-    survival = analysis["survival"]
-    result = compare_survival(
-        arrays["time"], arrays["event"], arrays["treated"], arrays["weight"], arrays["cluster"],
-        tau=survival["rmst_tau"], landmarks=survival["landmarks"], ci=survival["ci"],
-        bootstrap=survival["bootstrap"], seed=seed, time_unit=time_unit, cluster_kind=arrays["cluster_kind"],
-        pair_strata=arrays["pair_strata"], bootstrap_sets=arrays["bootstrap_sets"],
-        bootstrap_replicates=bootstrap_replicates,
-    )
+def survival_stage(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame, survival: Survival,
+                   replace: bool, seed: int, time_unit: str, relevant_hr: float,
+                   bootstrap_replicates=None) -> Comparison:
+    """survival.json's content (with the power) and the arms' fitted curves;
+    `bootstrap_replicates` are the gathered bootstrap jobs' results (None: drawn here)."""
+    sample = MatchedSample.from_frames(cohort, matched, pairs, replace)
+    log.info("matched sample: %d of the cohort's %d patients, clustered on the %s", len(sample.time), len(cohort),
+             sample.cluster_kind)
+    result, curves = compare_survival(
+        sample.time, sample.event, sample.treated, sample.weight, sample.cluster,
+        tau=survival.rmst_tau, landmarks=survival.landmarks, ci=survival.ci, bootstrap=survival.bootstrap,
+        seed=seed, time_unit=time_unit, cluster_kind=sample.cluster_kind, pair_strata=sample.pair_strata,
+        bootstrap_sets=sample.bootstrap_sets, bootstrap_replicates=bootstrap_replicates)
     result["power"] = power_summary(result, relevant_hr)
-    return result
+    _log_result(result, gathered=bootstrap_replicates is not None)
+    return Comparison(result, curves)
+
+
+def _log_result(result: dict, gathered: bool) -> None:
+    for arm in ("treated", "control"):
+        summary = result[arm]
+        log.info("%s: %d patients, %d events (weighted %.6g), median %s", arm, summary["n"], summary["events"],
+                 summary["events_weighted"], summary["median"])
+    test = result["test"]
+    log.info("headline test %s: chisq %s, p %s", test["method"], test["chisq"], test["p"])
+    log.info("hazard ratio %s (%s to %s); RMST horizon %s (%s)", result["hr"], result["hr_lower"],
+             result["hr_upper"], result["tau"], result["tau_rule"])
+    log.info("bootstrap: %d resamples (%s)", result["median_difference"]["n_bootstrap"],
+             "gathered from the bootstrap jobs" if gathered else "drawn here")
+    for warning in result["warnings"]:
+        log.warning(warning)

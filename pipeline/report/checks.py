@@ -2,8 +2,8 @@
 lost to the caliper (the estimand moves), too few events to detect a relevant effect."""
 from __future__ import annotations
 
-import pandas as pd
-
+from pipeline.config.settings import Variable
+from pipeline.design.balance import SMD_THRESHOLD, VARIANCE_RATIO_BOUNDS
 from pipeline.report.formatting import column_label, count, is_estimable, number
 
 TREATED_LOSS_THRESHOLD = 0.05
@@ -13,28 +13,27 @@ treatment effect in the treated (ATT) but the effect in the matched population (
 convention: a few percent can be ignored, more changes whom the estimate describes)."""
 
 
-def treated_lost(matching: dict | None) -> tuple[int, int] | None:
+def treated_lost(matching: dict | None, cohort: dict | None) -> tuple[int, int] | None:
     """(treated patients not in the matched sample, treated patients in the cohort); None when
-    matching was not estimable."""
-    if not is_estimable(matching) or "n_treated" not in matching:
+    matching was not estimable. ``cohort``: cohort.json, which holds the arms' sizes."""
+    if not is_estimable(matching):
         return None
-    lost = matching["n_treated_unmatched"] + matching.get("n_discarded_treated", 0)
-    return lost, matching["n_treated"]
+    return matching["n_treated_unmatched"] + matching["n_discarded_treated"], cohort["n_treated"]
 
 
-def treated_lost_share(matching: dict | None) -> float | None:
-    lost = treated_lost(matching)
+def treated_lost_share(matching: dict | None, cohort: dict | None) -> float | None:
+    lost = treated_lost(matching, cohort)
     return None if lost is None or lost[1] == 0 else lost[0] / lost[1]
 
 
-def estimand_moved(matching: dict | None) -> bool:
-    share = treated_lost_share(matching)
+def estimand_moved(matching: dict | None, cohort: dict | None) -> bool:
+    share = treated_lost_share(matching, cohort)
     return share is not None and share > TREATED_LOSS_THRESHOLD
 
 
-def estimand_sentence(matching: dict, treated_label: str, min_cell: int, short: bool = False) -> str:
+def estimand_sentence(matching: dict, cohort: dict, treated_label: str, min_cell: int, short: bool = False) -> str:
     """Why the estimate describes the matched population rather than all treated patients."""
-    lost, total = treated_lost(matching)
+    lost, total = treated_lost(matching, cohort)
     shown = count(lost, min_cell)
     share = "" if shown.startswith("<") else f"{100 * lost / total:.0f}% of "
     if short:
@@ -46,47 +45,69 @@ def estimand_sentence(matching: dict, treated_label: str, min_cell: int, short: 
             f"average treatment effect in the treated (ATT).")
 
 
-def balance_failed(balance_summary: dict | None) -> list[str]:
-    """balance.json's sentences naming the covariates still imbalanced after matching."""
-    return list(balance_summary.get("failed") or []) if is_estimable(balance_summary) else []
+def balance_failed(balance_summary: dict | None) -> list[dict]:
+    """balance.json's covariate columns still imbalanced after matching: {variable, smd_after,
+    var_ratio_after} each."""
+    return balance_summary["failed"] if is_estimable(balance_summary) else []
+
+
+def _smd_failed(column: dict) -> bool:
+    return column["smd_after"] is not None and abs(column["smd_after"]) >= SMD_THRESHOLD
+
+
+def _ratio_failed(column: dict) -> bool:
+    low, high = VARIANCE_RATIO_BOUNDS
+    return column["var_ratio_after"] is not None and not low <= column["var_ratio_after"] <= high
+
+
+def balance_sentences(failed: list[dict], n_columns: int) -> list[str]:
+    """The imbalanced columns in words: those with a large SMD (of ``n_columns`` covariate columns),
+    then those with a variance ratio out of bounds."""
+    sentences = []
+    smd = [c for c in failed if _smd_failed(c)]
+    if smd:
+        listed = ", ".join(f"{c['variable']} ({c['smd_after']:+.3f})" for c in smd)
+        sentences.append(f"Balance not achieved: after matching, {len(smd)} of {n_columns} covariates have an "
+                         f"absolute standardized mean difference of {SMD_THRESHOLD:g} or more: {listed}.")
+    ratio = [c for c in failed if _ratio_failed(c)]
+    if ratio:
+        low, high = VARIANCE_RATIO_BOUNDS
+        listed = ", ".join(f"{c['variable']} ({c['var_ratio_after']:.2f})" for c in ratio)
+        sentences.append(f"After matching, {len(ratio)} covariates have a variance ratio (treated/control) outside "
+                         f"[{low:g}, {high:g}]: {listed}.")
+    return sentences
 
 
 def underpowered(survival: dict | None) -> bool:
     """Too few events to detect report.relevant_hr, and no significant hazard ratio: the case in
     which a reader could mistake the non-significant result for equivalence."""
-    power = (survival or {}).get("power") if is_estimable(survival) else None
-    if not (power and power.get("underpowered")):
+    if not (is_estimable(survival) and survival["power"]["underpowered"]):
         return False
-    return survival["hr_p"] is None or survival["hr_p"] >= power["alpha"]
+    return survival["hr_p"] is None or survival["hr_p"] >= survival["power"]["alpha"]
 
 
-def underpowered_sentence(survival: dict) -> str:
+def underpowered_sentence(survival: dict, relevant_hr: float) -> str:
     power = survival["power"]
     if power["mdrr"] is None:
         return "Underpowered: no events."
     return (f"Underpowered: minimum detectable hazard ratio {number(power['mdrr'], 2)} at {power['power']:.0%} "
-            f"power, clinically relevant {power['relevant_hr']}.")
+            f"power, clinically relevant {relevant_hr}.")
 
 
-def imbalance_sentence(balance_summary: dict, balance: pd.DataFrame | None, variables: dict) -> list[str]:
-    """The covariates flagged in balance.csv, by label; balance.json's sentences when it flags none."""
-    if balance is None or "flag" not in balance:
-        return balance_failed(balance_summary)
-    flagged = balance.loc[balance["flag"].fillna("").astype(str) != "", "variable"]
-    if flagged.empty:
-        return balance_failed(balance_summary)
-    return [f"Balance not achieved after matching: {', '.join(column_label(v, variables) for v in flagged)}."]
-
-
-def review_flags(entry: dict, treated_label: str, min_cell: int, variables: dict) -> list[str]:
+def review_flags(entry: dict, treated_label: str, min_cell: int, relevant_hr: float,
+                 variables: dict[str, Variable]) -> list[str]:
     """What the index puts beside an analysis, most serious first. ``entry``: the analysis's parsed
-    survival, balance_summary (balance.json), balance (balance.csv, optional) and matching."""
-    survival, summary, matching = entry["survival"], entry.get("balance_summary"), entry.get("matching")
+    survival, attrition (cohort.json), matching and balance_summary (balance.json)."""
+    survival, matching, cohort = entry["survival"], entry["matching"], entry["attrition"]
     if not is_estimable(survival):   # the headline gives the reason
-        return [f"Not estimable (stage: {survival.get('stage') or 'unknown'})."]
-    flags = imbalance_sentence(summary, entry.get("balance"), variables) if balance_failed(summary) else []
-    if estimand_moved(matching):
-        flags.append(estimand_sentence(matching, treated_label, min_cell, short=True))
+        return [f"Not estimable (stage: {survival['stage']})."]
+    flags = []
+    failed = balance_failed(entry["balance_summary"])
+    if failed:
+        flags.append(f"Balance not achieved after matching: "
+                     f"{', '.join(column_label(c['variable'], variables) for c in failed)}.")
+    if estimand_moved(matching, cohort):
+        flags.append(estimand_sentence(matching, cohort, treated_label, min_cell, short=True))
     if underpowered(survival):
-        flags.append(underpowered_sentence(survival))
+        flags.append(underpowered_sentence(survival, relevant_hr))
     return flags

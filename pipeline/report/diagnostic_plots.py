@@ -11,20 +11,20 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from pipeline.config.settings import Variable
 from pipeline.design.balance import SMD_THRESHOLD
 from pipeline.report.figures import figure_style, save_png
+from pipeline.report.formatting import column_label
 
 _DPI = 120
 _BINS = np.linspace(0.0, 1.0, 41)
 _COLORS = {"treated": "#1f77b4", "control": "#d62728", "before": "#7f7f7f", "after": "#000000"}
 
 
-def love_plot(balance: pd.DataFrame, path, title: str = "Covariate balance", labels: dict | None = None) -> Figure:
-    """Absolute SMD per covariate before (open circles) and after matching (filled), threshold line at 0.1.
-
-    ``labels``: optional display name per balance-table variable (default the variable itself).
-    """
-    names = [(labels or {}).get(v, v) for v in balance["variable"]][::-1]
+def love_plot(balance: pd.DataFrame, path, variables: dict[str, Variable]) -> Figure:
+    """Absolute SMD per covariate column before (open circles) and after matching (filled), threshold
+    line at 0.1; the columns named with their variables' labels."""
+    names = [column_label(v, variables) for v in balance["variable"]][::-1]
     y = np.arange(len(names))
     with figure_style():
         fig = Figure(figsize=(6.5, 1.2 + 0.28 * max(len(names), 1)))
@@ -38,7 +38,7 @@ def love_plot(balance: pd.DataFrame, path, title: str = "Covariate balance", lab
         ax.set_yticks(y, names)
         ax.set_ylim(-0.7, len(names) - 0.3)
         ax.set_xlabel("Absolute standardized mean difference")
-        ax.set_title(title)
+        ax.set_title("Covariate balance")
         ax.grid(axis="y", color="#eeeeee", zorder=0)
         ax.legend(loc="best", fontsize="small", frameon=True)
         fig.tight_layout()
@@ -46,10 +46,10 @@ def love_plot(balance: pd.DataFrame, path, title: str = "Covariate balance", lab
     return fig
 
 
-def _mirrored_histogram(ax, ps: np.ndarray, treated: np.ndarray, w: np.ndarray, labels: tuple[str, str]) -> None:
+def _mirrored_histogram(ax, ps: np.ndarray, treated: np.ndarray, w: np.ndarray, labels: dict[str, str]) -> None:
     """Share of each arm's (weighted) patients per ps bin: treated upwards, control downwards."""
     widths = np.diff(_BINS)
-    for arm, sign, label in ((treated, 1.0, labels[0]), (~treated, -1.0, labels[1])):
+    for arm, sign, label in ((treated, 1.0, labels["treated"]), (~treated, -1.0, labels["control"])):
         counts, _ = np.histogram(ps[arm], bins=_BINS, weights=w[arm])
         total = counts.sum()
         share = counts / total if total > 0 else counts
@@ -61,9 +61,9 @@ def _mirrored_histogram(ax, ps: np.ndarray, treated: np.ndarray, w: np.ndarray, 
     ax.set_xlabel("Propensity score")
 
 
-def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path,
-                 labels: tuple[str, str] = ("treated", "control")) -> Figure:
-    """Mirrored histograms of the propensity score by arm, before (all patients) and after matching (weighted).
+def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path, labels: dict[str, str]) -> Figure:
+    """Mirrored histograms of the propensity score by arm, before (all patients) and after matching (weighted);
+    ``labels``: the arms' display names, {"treated": ..., "control": ...}.
 
     Bars are shares of the arm rather than counts, so no small cell count is shown.
     """
@@ -76,7 +76,7 @@ def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path,
         for ax, w, title in ((axes[0], np.ones(len(ps)), "Before matching"), (axes[1], weights, "After matching")):
             _mirrored_histogram(ax, ps, treated, w, labels)
             ax.set_title(title)
-        axes[0].set_ylabel(f"Share of arm ({labels[0]} up, {labels[1]} down)")
+        axes[0].set_ylabel(f"Share of arm ({labels['treated']} up, {labels['control']} down)")
         limit = max(abs(v) for v in axes[0].get_ylim() + axes[1].get_ylim())
         axes[0].set_ylim(-limit, limit)
         axes[0].yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{abs(v):.2f}"))

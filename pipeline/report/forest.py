@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy.stats import chi2
 
+from pipeline.config.settings import Variable
 from pipeline.report.checks import (TREATED_LOSS_THRESHOLD, balance_failed, estimand_moved, treated_lost_share,
                                     underpowered)
 from pipeline.report.figures import figure_style, save_png
@@ -32,17 +33,18 @@ MARK_LEGEND = (f"† balance not achieved   ‡ more than {TREATED_LOSS_THRESHOL
                "matched (estimate for the matched population)   § underpowered")
 
 
-def forest_rows(analyses: dict, entries: list[dict], variables: dict) -> pd.DataFrame:
+def forest_rows(analyses: dict, entries: list[dict], variables: dict[str, Variable]) -> pd.DataFrame:
     """One row per analysis, in the order of ``entries`` (config order: a parent, then its derived
-    analyses). An entry: {name, survival, and optionally matching, balance_summary} (the parsed
-    result files); ``variables``: registry.variables, for the subgroup levels' names."""
-    return pd.DataFrame([_row(analyses[e["name"]], e, variables) for e in entries], columns=COLUMNS)
+    analyses). ``analyses``: per name {treatment, derived_from}; an entry: {name, survival, and
+    optionally attrition, matching, balance_summary} (the parsed result files); ``variables``: the
+    registry variables, for the subgroup levels' names."""
+    return pd.DataFrame([_row(analyses[e["name"]]["derived_from"] or {}, e, variables) for e in entries],
+                        columns=COLUMNS)
 
 
-def _row(analysis: dict, entry: dict, variables: dict) -> dict:
-    origin = analysis.get("derived_from", {})
+def _row(origin: dict, entry: dict, variables: dict[str, Variable]) -> dict:
     subgroup = origin.get("subgroup", {})
-    survival = entry["survival"]
+    survival, matching, cohort = entry["survival"], entry.get("matching"), entry.get("attrition")
     row = {
         "analysis": entry["name"], "parent": origin.get("analysis", entry["name"]),
         "subgroup_variable": subgroup.get("variable"),
@@ -50,8 +52,8 @@ def _row(analysis: dict, entry: dict, variables: dict) -> dict:
         "subgroup_label": None if not subgroup else subgroup_label(subgroup["variable"], subgroup["level"], variables),
         "estimable": is_estimable(survival), "reason": survival.get("reason"),
         "balance_failed": bool(balance_failed(entry.get("balance_summary"))),
-        "treated_lost_share": treated_lost_share(entry.get("matching")),
-        "estimand_moved": estimand_moved(entry.get("matching")),
+        "treated_lost_share": treated_lost_share(matching, cohort),
+        "estimand_moved": estimand_moved(matching, cohort),
         "underpowered": underpowered(survival),
     }
     if row["estimable"]:
@@ -62,7 +64,7 @@ def _row(analysis: dict, entry: dict, variables: dict) -> dict:
             "hr": survival["hr"], "hr_lower": survival["hr_lower"], "hr_upper": survival["hr_upper"],
             "hr_p": survival["hr_p"], "hr_robust_se": survival["hr_robust_se"],
             "median_treated": treated["median"], "median_control": control["median"],
-            "mdrr": survival.get("power", {}).get("mdrr"),
+            "mdrr": survival["power"]["mdrr"],
         })
     return row
 

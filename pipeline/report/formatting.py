@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import math
 
-from pipeline.design.propensity.models import MISSING_SUFFIX
+from pipeline.config.settings import Treatment, Variable
+from pipeline.design.propensity.design_matrix import MISSING_SUFFIX
 
-DEFAULT_ENDPOINT = "overall survival"
-"""outcome.name's default (the schema's): it sits in a oneOf branch, which fill_defaults does not
-reach, so the reports apply it where they read the name (endpoint_name)."""
-
+ARMS = ("treated", "control")
 TEST_NAMES = {"logrank": "log-rank", "robust_score": "robust score test"}   # as in "log-rank p = 0.78"
 TEST_FULL_NAMES = {"logrank": "log-rank test", "robust_score": "robust score test"}
 BINARY_LEVELS = {"1": "yes", "0": "no", "1.0": "yes", "0.0": "no", "True": "yes", "False": "no"}
@@ -71,48 +69,40 @@ def arm_median(arm: dict, time_unit: str) -> str:
     return f"{number(arm['median'])} {time_unit} (95% CI {ci})"
 
 
-def endpoint_name(config: dict) -> str:
-    """The endpoint's name (outcome.name), e.g. 'overall survival'."""
-    return (config.get("outcome") or {}).get("name") or DEFAULT_ENDPOINT
-
-
 def is_estimable(result: dict | None) -> bool:
-    """A stage's JSON result could be estimated (results without the key predate the flag)."""
-    return result is not None and result.get("estimable", True) is not False
+    """A stage's JSON result could be estimated (None: the result is not at hand)."""
+    return result is not None and result["estimable"]
 
 
 def not_estimable_text(result: dict) -> str:
     """'Not estimable: <reason> (stage: match)'."""
-    stage = f" (stage: {result['stage']})" if result.get("stage") else ""
-    return f"Not estimable: {result.get('reason') or 'no reason recorded'}{stage}"
+    return f"Not estimable: {result['reason']} (stage: {result['stage']})"
 
 
 def test_clause(survival: dict) -> str:
     """The test the headline uses, in running text: 'log-rank p = 0.78', 'robust score test p = 0.03',
-    'log-rank test not estimable' (files without `test` used the log-rank)."""
-    test = survival.get("test", {"method": "logrank", "p": survival.get("logrank_p")}) or {}
-    method = test.get("method")
-    if test.get("p") is None:
-        return f"{TEST_FULL_NAMES.get(method, 'test')} not estimable"
-    return f"{TEST_NAMES.get(method, method)} {p_clause(test['p'])}"
+    'log-rank test not estimable'."""
+    test = survival["test"]
+    if test["p"] is None:
+        return f"{TEST_FULL_NAMES[test['method']]} not estimable"
+    return f"{TEST_NAMES[test['method']]} {p_clause(test['p'])}"
 
 
 def hr_clause(survival: dict) -> str:
-    if survival.get("hr") is None:
+    if survival["hr"] is None:
         return "HR not estimable"
     return f"HR {number(survival['hr'], 2)} ({ci_range(survival['hr_lower'], survival['hr_upper'], 2)})"
 
 
 def hr_cluster(survival: dict) -> str:
     """What the HR's robust SE is clustered on, in the plural ('matched sets', 'patients')."""
-    cluster = survival.get("hr_cluster") or "matched set"
-    return CLUSTER_PLURAL.get(cluster, cluster)
+    return CLUSTER_PLURAL[survival["hr_cluster"]]
 
 
 def landmark_both_arms(survival: dict):
     """The last landmark (key) at which both arms' survival is estimable, or None."""
     both = [k for k, v in survival["treated"]["survival_at"].items()
-            if v is not None and survival["control"]["survival_at"].get(k) is not None]
+            if v is not None and survival["control"]["survival_at"][k] is not None]
     return max(both, key=float, default=None)
 
 
@@ -130,7 +120,7 @@ def restricted_clauses(survival: dict, labels: dict) -> list[str]:
     return clauses
 
 
-def headline(survival: dict, labels: dict, endpoint: str = DEFAULT_ENDPOINT) -> str:
+def headline(survival: dict, labels: dict, endpoint: str) -> str:
     """The analysis's one-sentence result, as a reader would quote it."""
     if not is_estimable(survival):
         return not_estimable_text(survival)
@@ -151,13 +141,13 @@ def median_difference_text(median: dict) -> str:
 
 
 def _bootstrap_ci(median: dict) -> str:
-    if not median.get("n_bootstrap"):
+    if not median["n_bootstrap"]:
         return "no bootstrap"
     lower, upper = median["lower"], median["upper"]
     if lower is not None and upper is not None:
         return f"95% CI {ci_range(lower, upper)}"
-    without = median.get("n_bootstrap_without_median")
-    share = "" if without is None else f" ({100 * without / median['n_bootstrap']:.0f}% of resamples without a median)"
+    without = 100 * median["n_bootstrap_without_median"] / median["n_bootstrap"]
+    share = f" ({without:.0f}% of resamples without a median)"
     if lower is None and upper is None:
         return f"95% CI unbounded{share}"
     if lower is None:
@@ -165,18 +155,18 @@ def _bootstrap_ci(median: dict) -> str:
     return f"95% CI {number(lower)} to unbounded{share}"
 
 
-def arm_labels(analysis: dict) -> dict:
-    treatment = analysis["treatment"]
-    labels = treatment.get("labels", {})
-    return {arm: labels.get(arm, treatment[arm]) for arm in ("treated", "control")}
+def arm_labels(treatment: Treatment) -> dict[str, str]:
+    """{"treated": ..., "control": ...}: the arms' display names."""
+    return {arm: treatment.label(arm) for arm in ARMS}
 
 
-def variable_label(name: str, variables: dict) -> str:
-    """A variable's display label (registry.variables.<v>.label, default its name)."""
-    return (variables.get(name) or {}).get("label") or name
+def variable_label(name: str, variables: dict[str, Variable]) -> str:
+    """A variable's display label (registry.variables.<v>.label, default its name); center and
+    index_year, which are not registry variables, by their names."""
+    return variables[name].display(name) if name in variables else name
 
 
-def column_label(column: str, variables: dict) -> str:
+def column_label(column: str, variables: dict[str, Variable]) -> str:
     """A balance-table column ('grade=G2', 'ki67_missing', 'age') with its variable's label."""
     if column in variables:
         return variable_label(column, variables)
@@ -189,16 +179,17 @@ def column_label(column: str, variables: dict) -> str:
     return column
 
 
-def level_name(variable: str, level, variables: dict) -> str:
+def level_name(variable: str, level, variables: dict[str, Variable]) -> str:
     """A subgroup level as a reader names it: binary 1/0 as yes/no, a number without '.0', a
     category level as configured."""
-    if (variables.get(variable) or {}).get("type") == "binary" and str(level) in BINARY_LEVELS:
+    binary = variable in variables and variables[variable].type == "binary"
+    if binary and str(level) in BINARY_LEVELS:
         return BINARY_LEVELS[str(level)]
     if isinstance(level, float) and level.is_integer():
         return str(int(level))
     return str(level)
 
 
-def subgroup_label(variable: str, level, variables: dict) -> str:
+def subgroup_label(variable: str, level, variables: dict[str, Variable]) -> str:
     """'functional = yes'."""
     return f"{variable_label(variable, variables)} = {level_name(variable, level, variables)}"

@@ -15,13 +15,15 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from pipeline.report.checks import (TREATED_LOSS_THRESHOLD, estimand_moved, estimand_sentence, review_flags,
-                                    underpowered)
-from pipeline.report.formatting import (CLUSTER_PLURAL, arm_labels, column_label, count, endpoint_name,
-                                        estimate_ci, headline, hr_cluster, is_estimable, median_difference_text,
-                                        not_estimable_text, number, p_value, time_value, variable_label,
-                                        weighted_count)
+from pipeline.config.settings import Analysis, ReportContext, Treatment, Variable
+from pipeline.design import matching as matching_methods, propensity as propensity_methods
 from pipeline.outcome.survival import TAU_RULE
+from pipeline.report.checks import (TREATED_LOSS_THRESHOLD, balance_failed, balance_sentences, estimand_moved,
+                                    estimand_sentence, review_flags, underpowered)
+from pipeline.report.formatting import (CLUSTER_PLURAL, arm_labels, column_label, count, estimate_ci, headline,
+                                        hr_cluster, is_estimable, median_difference_text, not_estimable_text,
+                                        number, p_value, time_value, variable_label, weighted_count)
+from pipeline.report.table1 import table1_display
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -79,7 +81,7 @@ def flow_items(ingest: dict, attrition: dict, matching: dict, labels: dict, min_
     total = ingest["total"]
     c = lambda n: count(n, min_cell)  # noqa: E731
     items = [{"kind": "box", "text": f"Rows in {len(ingest['centers'])} center extracts: {c(total['rows_read'])}"}]
-    reasons = ", ".join(f"{code}: {c(n)}" for code, n in sorted(total.get("reasons", {}).items()))
+    reasons = ", ".join(f"{code}: {c(n)}" for code, n in sorted(total["reasons"].items()))
     items.append({"kind": "excl", "text": f"{c(total['quarantined'])} quarantined by validation ({reasons or 'none'})"})
     items += [{"kind": "arrow"}, {"kind": "box", "text": f"Accepted registry rows: {c(total['accepted'])}"}]
     if not is_estimable(attrition):
@@ -91,7 +93,7 @@ def flow_items(ingest: dict, attrition: dict, matching: dict, labels: dict, min_
                           f"{labels['control']} {c(attrition['n_control'])}")
     if not is_estimable(matching):
         return items + [{"kind": "arrow"}, {"kind": "stop", "text": not_estimable_text(matching)}]
-    discarded = matching.get("n_discarded_treated", 0) + matching.get("n_discarded_control", 0)
+    discarded = matching["n_discarded_treated"] + matching["n_discarded_control"]
     if discarded:
         items.append({"kind": "excl", "text": f"{c(discarded)} outside common support (discarded)"})
     items.append({"kind": "excl", "text": f"{c(matching['n_treated_unmatched'])} {labels['treated']} without a "
@@ -102,36 +104,23 @@ def flow_items(ingest: dict, attrition: dict, matching: dict, labels: dict, min_
     return items
 
 
-def table1_display(table1: pd.DataFrame, labels: dict, variables: dict) -> pd.DataFrame:
-    """Table 1 with the variables' labels and the arms' names in the headers."""
-    names = {"variable": "Variable", "level": "Level", "statistic": "Statistic",
-             "smd_before": "SMD before", "smd_after": "SMD after"}
-    for arm in ("treated", "control"):
-        for when in ("before", "after"):
-            names[f"{arm}_{when}"] = f"{labels[arm]}, {when}"
-    shown = table1.assign(variable=table1["variable"].map(lambda v: variable_label(v, variables)))
-    return shown.rename(columns=names)
-
-
-def balance_display(balance: pd.DataFrame, variables: dict) -> pd.DataFrame:
-    shown = pd.DataFrame({
+def balance_display(balance: pd.DataFrame, variables: dict[str, Variable]) -> pd.DataFrame:
+    return pd.DataFrame({
         "Variable": balance["variable"].map(lambda v: column_label(v, variables)),
         "SMD before": balance["smd_before"].map(lambda v: number(v, 3)),
         "SMD after": balance["smd_after"].map(lambda v: number(v, 3)),
         "VR before": balance["var_ratio_before"].map(lambda v: "" if pd.isna(v) else number(v, 2)),
         "VR after": balance["var_ratio_after"].map(lambda v: "" if pd.isna(v) else number(v, 2)),
         "eCDF max after": balance["ecdf_max_after"].map(lambda v: number(v, 3)),
+        "Flag": balance["flag"].fillna(""),
     })
-    if "flag" in balance:
-        shown["Flag"] = balance["flag"].fillna("")
-    return shown
 
 
 def weights_not_unit(survival: dict) -> bool:
     """Some matching weight is not 1: the arms' weighted events or effective sample size differ
-    from their row counts (files without these keys predate weighted reporting)."""
+    from their row counts."""
     def differs(arm: dict, weighted: str, rows: str) -> bool:
-        return abs(arm.get(weighted, arm[rows]) - arm[rows]) > 1e-9
+        return abs(arm[weighted] - arm[rows]) > 1e-9
 
     return any(differs(survival[arm], "ess", "n") or differs(survival[arm], "events_weighted", "events")
                for arm in ("treated", "control"))
@@ -139,9 +128,8 @@ def weights_not_unit(survival: dict) -> bool:
 
 def tau_text(survival: dict) -> str:
     """'60 months, as configured'."""
-    rule = survival.get("tau_rule")
-    rule = f", {TAU_RULES.get(rule, rule)}" if rule else ""
-    return f"{time_value(survival['tau'])} {survival['time_unit']}{rule}"
+    rule = survival["tau_rule"]
+    return f"{time_value(survival['tau'])} {survival['time_unit']}, {TAU_RULES.get(rule, rule)}"
 
 
 def survival_display(survival: dict, labels: dict, min_cell: int) -> pd.DataFrame:
@@ -155,8 +143,7 @@ def survival_display(survival: dict, labels: dict, min_cell: int) -> pd.DataFram
         rows[f"Survival at {landmark} {unit} (95% CI)"] = _landmark_formatter(landmark)
     rows[f"RMST to {tau_text(survival)} (SE)"] = (
         lambda a: "not estimated" if a["rmst"] is None else f"{number(a['rmst'])} ({number(a['rmst_se'], 2)})")
-    if "last_followup" in survival["treated"]:
-        rows[f"Longest follow-up ({unit})"] = lambda a: number(a["last_followup"])
+    rows[f"Longest follow-up ({unit})"] = lambda a: number(a["last_followup"])
     table = {"": list(rows)}
     for arm in ("treated", "control"):
         table[labels[arm]] = [fmt(survival[arm]) for fmt in rows.values()]
@@ -165,8 +152,7 @@ def survival_display(survival: dict, labels: dict, min_cell: int) -> pd.DataFram
 
 def _landmark_formatter(landmark: str):
     def fmt(arm: dict) -> str:
-        value = arm["survival_at"].get(landmark)
-        ci = arm.get("survival_at_ci", {}).get(landmark) or [None, None]
+        value, ci = arm["survival_at"][landmark], arm["survival_at_ci"][landmark]
         if value is None:
             return "beyond follow-up"
         return f"{100 * value:.1f}% ({_pct(ci[0])}–{_pct(ci[1])})"
@@ -193,26 +179,21 @@ def effect_display(survival: dict) -> pd.DataFrame:
              hr, p_value(survival["hr_p"])), _test_row(survival)]
     rows += _rmst_rows(survival)
     median = survival["median_difference"]
-    rows.append((f"Median difference ({unit}, bootstrap over matched sets, {median.get('n_bootstrap', 0)} resamples)",
+    rows.append((f"Median difference ({unit}, bootstrap over matched sets, {median['n_bootstrap']} resamples)",
                  median_difference_text(median), ""))
-    conditional = survival.get("conditional_hr")
-    if conditional and conditional.get("hr") is not None:
+    conditional = survival.get("conditional_hr")   # pair-stratified: only without replacement
+    if conditional and conditional["hr"] is not None:
         rows.append(("Hazard ratio, conditional (stratified on matched set; secondary)",
                      estimate_ci(conditional["hr"], conditional["lower"], conditional["upper"], 2),
-                     p_value(conditional.get("p"))))
+                     p_value(conditional["p"])))
     return pd.DataFrame(rows, columns=["Effect", "Estimate", "p"])
 
 
 def _test_row(survival: dict) -> tuple[str, str, str]:
     """The test the headline uses: named, with how it is clustered."""
-    if "test" not in survival:
-        return "Log-rank test (chi-square)", number(survival["logrank_chisq"], 2), p_value(survival["logrank_p"])
-    test = survival["test"] or {}
-    if test.get("method") in TEST_ROWS:
-        name = TEST_ROWS[test["method"]].format(cluster=CLUSTER_PLURAL.get(test["cluster"], test["cluster"]))
-    else:
-        name = test.get("label") or "Test of no difference"
-    if test.get("p") is None:
+    test = survival["test"]
+    name = TEST_ROWS[test["method"]].format(cluster=CLUSTER_PLURAL.get(test["cluster"]))   # no cluster: log-rank
+    if test["p"] is None:
         return name, "not estimable", "–"
     return f"{name} (chi-square)", f"{number(test['chisq'], 2)} (df {test['df']})", p_value(test["p"])
 
@@ -224,9 +205,8 @@ def _rmst_rows(survival: dict) -> list[tuple[str, str, str]]:
     title = f"RMST difference to {tau_text(survival)} ({unit})"
     if rmst["estimate"] is None:
         return [(title, "not estimated", "")]
-    method = f"; 95% CI: {rmst['method']}" if rmst.get("method") else ""
-    rows = [(title + method, estimate_ci(rmst["estimate"], rmst["lower"], rmst["upper"]), "")]
-    if rmst.get("n_bootstrap") and "lower_independent" in rmst:
+    rows = [(f"{title}; 95% CI: {rmst['method']}", estimate_ci(rmst["estimate"], rmst["lower"], rmst["upper"]), "")]
+    if rmst["n_bootstrap"]:
         rows.append(("RMST difference; 95% CI with the arms' SEs combined as independent (as survRM2), for comparison",
                      estimate_ci(rmst["estimate"], rmst["lower_independent"], rmst["upper_independent"]), ""))
     return rows
@@ -234,7 +214,7 @@ def _rmst_rows(survival: dict) -> list[tuple[str, str, str]]:
 
 def evalue_text(survival: dict) -> str:
     e = survival["e_value"]
-    if e.get("point") is None:
+    if e["point"] is None:
         return "E-value: not estimable (no hazard ratio)."
     return (f"E-value for the hazard ratio: {number(e['point'], 2)}; for the confidence limit nearer 1: "
             f"{number(e['ci'], 2)}. An unmeasured confounder associated with both treatment and survival by a "
@@ -244,77 +224,68 @@ def evalue_text(survival: dict) -> str:
 
 def overlap_text(propensity: dict, balance_summary: dict) -> str:
     before, after = propensity["diagnostics_before"], balance_summary["diagnostics_after"]
-    return (f"c-statistic of the propensity model {number(before.get('c_statistic'), 3)}; share of patients in "
+    return (f"c-statistic of the propensity model {number(before['c_statistic'], 3)}; share of patients in "
             f"equipoise (preference score 0.3–0.7, Walker 2013) {number(100 * before['equipoise_share'], 1)}% "
             f"before and {number(100 * after['equipoise_share'], 1)}% after matching.")
 
 
-def methods_text(study: dict, analysis: dict, matching: dict, labels: dict, survival: dict) -> str:
-    m = analysis["matching"]
-    caliper = ("no caliper" if m["caliper"] is None else
-               f"a caliper of {m['caliper']} SD of the {m['caliper_scale']} of the propensity score"
-               if m["std_caliper"] else f"a caliper of {m['caliper']} on the {m['caliper_scale']} scale")
-    model = {"logistic": "an unpenalized logistic regression (maximum likelihood, as R's glm)",
-             "elastic_net": "an elastic-net logistic regression (causalml)",
-             "gradient_boosting": "gradient-boosted trees (causalml)",
-             "precomputed": f"the precomputed score in '{analysis['propensity'].get('column')}'"}
-    steps = "; ".join(analysis["cohort"]) or "none"
-    exact = f", exactly within {', '.join(m['exact'])}" if m["exact"] else ""
-    raw_width = f" (raw width {number(matching['caliper_raw'], 4)})" if matching.get("caliper_raw") is not None else ""
-    covariates = ", ".join(variable_label(v, study["registry"]["variables"]) for v in analysis["covariates"])
+def methods_text(analysis: Analysis, context: ReportContext, results: dict, labels: dict) -> str:
+    """The methods paragraph; the propensity model's and the matching's sentences come from their
+    method registries (each method describes itself)."""
+    matching = results["matching"]
+    steps = "; ".join(analysis.cohort) or "none"
+    covariates = [variable_label(v, context.variables) for v in analysis.covariates]
+    caliper_raw = matching["caliper_raw"] if is_estimable(matching) else None
     estimand = "estimand: average treatment effect in the treated"
-    if estimand_moved(matching):
+    if estimand_moved(matching, results["attrition"]):
         estimand += (f"; more than {TREATED_LOSS_THRESHOLD:.0%} of the treated patients were not matched, so the "
                      "estimate describes the matched population rather than all treated patients")
     return (
         f"Patients treated with {labels['treated']} were compared with patients treated with {labels['control']} "
-        f"({estimand}). Inclusion criteria: {steps}. Missing covariate "
-        f"data: {analysis['missing'].replace('_', '-')}. The propensity score was estimated with "
-        f"{model[analysis['propensity']['model']]} on {covariates}. Patients were matched "
-        f"{m['ratio']}:1 by greedy nearest-neighbour matching {'with' if m['replace'] else 'without'} replacement "
-        f"in {m['order']} order of the distance{exact}, with {caliper}{raw_width}, with MatchIt (>= 4.6) "
-        f"semantics; common-support discard: "
-        f"{m['discard']}. Balance was assessed by standardized mean differences, variance ratios and eCDF "
-        f"statistics. {survival_methods(study, analysis, survival)} Seed {study['seed']}."
+        f"({estimand}). Inclusion criteria: {steps}. Missing covariate data: {analysis.missing.replace('_', '-')}. "
+        f"{propensity_methods.describe(analysis.propensity, covariates)} "
+        f"{matching_methods.describe(analysis.matching, caliper_raw)} Balance was assessed by standardized mean "
+        f"differences, variance ratios and eCDF statistics. "
+        f"{survival_methods(analysis, context, results['survival'])} Seed {context.seed}."
     )
 
 
-def survival_methods(study: dict, analysis: dict, survival: dict) -> str:
+def survival_methods(analysis: Analysis, context: ReportContext, survival: dict) -> str:
     """The survival part of the methods: the test, the cluster, tau's rule and the bootstraps used
     (as configured when the survival stage was not estimable)."""
-    s, unit = analysis["survival"], study["time_unit"]
-    done = is_estimable(survival)
-    test = (survival.get("test") or {}).get("method", "logrank") if done else None
-    test_text = TEST_METHODS.get(test, "the log-rank test (the robust score test of the weighted Cox model when "
-                                       "the matching weights are not all 1)")
-    cluster = hr_cluster(survival) if done else "matched sets (patients when matching with replacement)"
-    if done:
-        tau = tau_text(survival)
+    s = analysis.survival
+    if is_estimable(survival):
+        test_text = TEST_METHODS[survival["test"]["method"]]
+        cluster, tau = hr_cluster(survival), tau_text(survival)
+        rmst_ci = (f", its difference with a 95% CI from {survival['rmst_difference']['n_bootstrap']} bootstrap "
+                   f"resamples of matched sets (the CI treating the arms as independent samples, as survRM2, is "
+                   f"shown for comparison)" if survival["rmst_difference"]["n_bootstrap"] else "")
     else:
-        tau = f"the {TAU_RULE}" if s.get("rmst_tau") is None else f"{time_value(s['rmst_tau'])} {unit}"
-    rmst = survival.get("rmst_difference", {}) if done else {}
-    rmst_ci = (f", its difference with a 95% CI from {rmst['n_bootstrap']} bootstrap resamples of matched sets "
-               f"(the CI treating the arms as independent samples, as survRM2, is shown for comparison)"
-               if rmst.get("n_bootstrap") else "")
-    return (f"In the matched sample, {endpoint_name(study)} was estimated by weighted Kaplan-Meier ({s['ci']} "
+        test_text = ("the log-rank test (the robust score test of the weighted Cox model when the matching weights "
+                     "are not all 1)")
+        cluster = "matched sets (patients when matching with replacement)"
+        tau = f"the {TAU_RULE}" if s.rmst_tau is None else f"{time_value(s.rmst_tau)} {context.time_unit}"
+        rmst_ci = ""
+    return (f"In the matched sample, {context.outcome.name} was estimated by weighted Kaplan-Meier ({s.ci} "
             f"confidence intervals) and compared by {test_text}; the marginal hazard ratio came from a Cox model with "
             f"matching weights (Efron ties) and a cluster-robust (sandwich) variance clustered on {cluster}. "
-            f"Restricted mean survival time to {tau}{rmst_ci}; the median difference by {s['bootstrap']} bootstrap "
+            f"Restricted mean survival time to {tau}{rmst_ci}; the median difference by {s.bootstrap} bootstrap "
             f"replicates of matched sets.")
 
 
 def provenance_display(provenance: dict) -> Markup:
     inputs = pd.DataFrame(provenance["inputs"]).rename(columns=str.capitalize)
     packages = html.escape(", ".join(f"{k} {v}" for k, v in provenance["packages"].items()))
-    facts = (f"<p class='muted'>Config SHA-256 <code>{html.escape(provenance['config_sha256'])}</code> · code "
+    facts = (f"<p class='muted'>SHA-256 of the settings this analysis used (its own, and the study's outcome, "
+             f"variables and report settings) <code>{html.escape(provenance['settings_sha256'])}</code> · code "
              f"<code>{html.escape(provenance['git_commit'])}</code> · seed {provenance['seed']}<br>{packages}</p>")
     return Markup(str(html_table(inputs)) + facts)
 
 
-def power_text(survival: dict, min_cell: int) -> str:
+def power_text(survival: dict, min_cell: int, relevant_hr: float) -> str:
     """MDRR beside the HR, and in words what a non-significant result does and does not show."""
-    power = survival.get("power")
-    if not power or power["mdrr"] is None:
+    power = survival["power"]
+    if power["mdrr"] is None:
         return ""
     events = count(survival["treated"]["events"] + survival["control"]["events"], min_cell)
     text = (f"Minimum detectable hazard ratio at {power['power']:.0%} power (two-sided alpha "
@@ -322,67 +293,70 @@ def power_text(survival: dict, min_cell: int) -> str:
             f"{number(power['mdrr'], 2)} (or {number(1 / power['mdrr'], 2)}).")
     if underpowered(survival):
         text += (f" This matched sample could not reliably detect a clinically relevant hazard ratio of "
-                 f"{power['relevant_hr']} (or {number(1 / power['relevant_hr'], 2)}): the non-significant result "
+                 f"{relevant_hr} (or {number(1 / relevant_hr, 2)}): the non-significant result "
                  "is not evidence that the treatments are equivalent.")
     return text
 
 
 def analysis_warnings(results: dict, labels: dict, min_cell: int) -> list[str]:
     """The orange boxes above the headline: what qualifies the numbers below."""
+    failed = balance_failed(results["balance_summary"])
     warnings = [f"{sentence} Interpret the comparison with caution."
-                for sentence in results["balance_summary"].get("failed", [])
-                if is_estimable(results["balance_summary"])]
-    if estimand_moved(results["matching"]):
-        warnings.append(estimand_sentence(results["matching"], labels["treated"], min_cell))
+                for sentence in balance_sentences(failed, len(results["balance"]))]
+    if estimand_moved(results["matching"], results["attrition"]):
+        warnings.append(estimand_sentence(results["matching"], results["attrition"], labels["treated"], min_cell))
     if is_estimable(results["propensity"]):
-        warnings += [f"Propensity model: {w}" for w in results["propensity"].get("warnings", [])]
+        warnings += [f"Propensity model: {w}" for w in results["propensity"]["warnings"]]
     if is_estimable(results["survival"]):
-        warnings += results["survival"].get("warnings", [])
+        warnings += results["survival"]["warnings"]
     return warnings
 
 
 # --- pages -------------------------------------------------------------------------------------
 
-def render_analysis(name: str, study: dict, results: dict, images: dict, provenance: dict) -> str:
+def render_analysis(name: str, analysis: Analysis, context: ReportContext, results: dict, images: dict,
+                    provenance: dict) -> str:
     """`results`: the parsed result files (attrition, propensity, matching, balance, balance_summary,
     table1, survival, ingest); `images`: name -> PNG path. Sections of stages that were not
     estimable give the reason instead of their tables and figures."""
-    analysis = study["analyses"][name]
-    min_cell = study["report"]["min_cell"]
-    labels = arm_labels(analysis)
+    min_cell = context.report.min_cell
+    labels = arm_labels(analysis.treatment)
     survival = results["survival"]
-    context = {
+    page = {
         "name": name, "labels": labels, "css": (TEMPLATES / "style.css").read_text(),
-        "headline": headline(survival, labels, endpoint_name(study)),
+        "headline": headline(survival, labels, context.outcome.name),
         "warnings": analysis_warnings(results, labels, min_cell),
         "flow": flow_items(results["ingest"], results["attrition"], results["matching"], labels, min_cell),
-        "design": _design_section(results, labels, study["registry"]["variables"], images),
-        "survival": _survival_section(survival, labels, min_cell, images),
-        "methods": methods_text(study, analysis, results["matching"], labels, survival),
+        "design": _design_section(results, labels, context, images),
+        "survival": _survival_section(survival, labels, context, images),
+        "methods": methods_text(analysis, context, results, labels),
         "citations": CITATIONS,
         "provenance": provenance_display(provenance),
         "timestamp": _timestamp(),
     }
-    return _environment().get_template("analysis.html.j2").render(context)
+    return _environment().get_template("analysis.html.j2").render(page)
 
 
-def _design_section(results: dict, labels: dict, variables: dict, images: dict) -> dict:
+def _design_section(results: dict, labels: dict, context: ReportContext, images: dict) -> dict:
     summary = results["balance_summary"]
     if not is_estimable(summary):
         return {"missing": not_estimable_text(summary)}
-    return {"table1": html_table(table1_display(results["table1"], labels, variables), "table1"),
-            "balance": html_table(balance_display(results["balance"], variables), "balance"),
+    table1 = table1_display(results["table1"], labels, context.variables, context.report.min_cell)
+    return {"table1": html_table(table1, "table1"),
+            "balance": html_table(balance_display(results["balance"], context.variables), "balance"),
             "overlap_text": overlap_text(results["propensity"], summary),
             "love_plot": image_base64(images["love_plot"]), "overlap_plot": image_base64(images["overlap_plot"])}
 
 
-def _survival_section(survival: dict, labels: dict, min_cell: int, images: dict) -> dict:
+def _survival_section(survival: dict, labels: dict, context: ReportContext, images: dict) -> dict:
     if not is_estimable(survival):
         return {"missing": not_estimable_text(survival)}
+    min_cell = context.report.min_cell
     return {"table": html_table(survival_display(survival, labels, min_cell), "survival"),
             "note": survival_note(survival),
             "effects": html_table(effect_display(survival), "effects"),
-            "evalue_text": evalue_text(survival), "power_text": power_text(survival, min_cell),
+            "evalue_text": evalue_text(survival),
+            "power_text": power_text(survival, min_cell, context.report.relevant_hr),
             "km_plot": image_base64(images["km_plot"])}
 
 
@@ -406,38 +380,40 @@ def centers_display(ingest: dict, min_cell: int) -> pd.DataFrame:
             "Center": center, "Rows read": count(c["rows_read"], min_cell),
             "Accepted": count(c["accepted"], min_cell), "Quarantined": count(c["quarantined"], min_cell),
             "Quarantine reasons": ", ".join(f"{k} {count(v, min_cell)}" for k, v in sorted(c["reasons"].items())),
-            "Missing values": ", ".join(f"{k} {count(v, min_cell)}" for k, v in c.get("missing", {}).items() if v),
+            "Missing values": ", ".join(f"{k} {count(v, min_cell)}" for k, v in c["missing"].items() if v),
         })
     return pd.DataFrame(rows)
 
 
-def index_row(study: dict, entry: dict) -> dict:
+def index_row(treatment: Treatment, context: ReportContext, entry: dict) -> dict:
     """One analysis in the index: sizes, headline, MDRR and the review flags."""
-    min_cell = study["report"]["min_cell"]
-    labels = arm_labels(study["analyses"][entry["name"]])
+    min_cell = context.report.min_cell
+    labels = arm_labels(treatment)
     att, m, survival = entry["attrition"], entry["matching"], entry["survival"]
     pair = lambda a, b: f"{count(a, min_cell)} / {count(b, min_cell)}"  # noqa: E731
     return {
         "name": entry["name"], "href": f"{quote(entry['name'])}/report.html",
         "cohort": pair(att["n_treated"], att["n_control"]) if is_estimable(att) else "–",
         "matched": pair(m["n_treated_matched"], m["n_controls_matched"]) if is_estimable(m) else "–",
-        "headline": headline(survival, labels, endpoint_name(study)),
-        "mdrr": number(survival.get("power", {}).get("mdrr"), 2) if is_estimable(survival) else "–",
-        "flags": review_flags(entry, labels["treated"], min_cell, study["registry"]["variables"]),
+        "headline": headline(survival, labels, context.outcome.name),
+        "mdrr": number(survival["power"]["mdrr"], 2) if is_estimable(survival) else "–",
+        "flags": review_flags(entry, labels["treated"], min_cell, context.report.relevant_hr, context.variables),
     }
 
 
-def render_index(study: dict, ingest: dict, entries: list[dict], forest_png, interactions: pd.DataFrame) -> str:
-    """`entries`: per analysis {name, survival, attrition, matching, balance_summary, balance}."""
-    min_cell = study["report"]["min_cell"]
+def render_index(analyses: dict, context: ReportContext, ingest: dict, entries: list[dict], forest_png,
+                 interactions: pd.DataFrame) -> str:
+    """``analyses``: per name {treatment: Treatment, derived_from}; ``entries``: per analysis {name,
+    survival, attrition, matching, balance_summary} (the parsed result files)."""
+    min_cell = context.report.min_cell
     total = ingest["total"]
-    context = {"css": (TEMPLATES / "style.css").read_text(),
-               "analyses": [index_row(study, entry) for entry in entries],
-               "n_centers": len(ingest["centers"]), "rows_read": count(total["rows_read"], min_cell),
-               "accepted": count(total["accepted"], min_cell), "quarantined": count(total["quarantined"], min_cell),
-               "centers": html_table(centers_display(ingest, min_cell), "centers"),
-               "forest": image_base64(forest_png), "loss_threshold": f"{TREATED_LOSS_THRESHOLD:.0%}",
-               "interactions": html_table(interaction_display(interactions), "interactions")
-               if len(interactions) else "",
-               "timestamp": _timestamp()}
-    return _environment().get_template("index.html.j2").render(context)
+    page = {"css": (TEMPLATES / "style.css").read_text(),
+            "analyses": [index_row(analyses[entry["name"]]["treatment"], context, entry) for entry in entries],
+            "n_centers": len(ingest["centers"]), "rows_read": count(total["rows_read"], min_cell),
+            "accepted": count(total["accepted"], min_cell), "quarantined": count(total["quarantined"], min_cell),
+            "centers": html_table(centers_display(ingest, min_cell), "centers"),
+            "forest": image_base64(forest_png), "loss_threshold": f"{TREATED_LOSS_THRESHOLD:.0%}",
+            "interactions": html_table(interaction_display(interactions), "interactions")
+            if len(interactions) else "",
+            "timestamp": _timestamp()}
+    return _environment().get_template("index.html.j2").render(page)

@@ -8,8 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline.report.figures import figure_style, save_png  # noqa: E402
-from pipeline.report.formatting import DEFAULT_ENDPOINT  # noqa: E402
-from pipeline.outcome.survival import confidence_band, kaplan_meier, r_quantile_time  # noqa: E402
+from pipeline.outcome.km import KaplanMeier  # noqa: E402
 
 _COLORS = ("#1f77b4", "#d62728")
 MAX_INTERVALS = 8
@@ -23,32 +22,31 @@ NATURAL_STEPS = {
 two, five and ten years), the smallest one giving at most MAX_INTERVALS intervals is used."""
 
 
-def plot_km(time, event, treated, weight, *, labels=("treated", "control"), time_unit="months",
-            min_cell=5, path=None, medians=None, endpoint=DEFAULT_ENDPOINT, bands=None):
-    """Draw the KM curves; save a byte-reproducible PNG when ``path`` is given.
+def plot_km(curves: dict[str, KaplanMeier], *, endpoint: str, labels: dict[str, str] | None = None,
+            time_unit="months", min_cell=5, path=None, bands=False):
+    """Draw the fitted curves ({arm: KaplanMeier}, treated first); save a byte-reproducible PNG
+    when ``path`` is given.
 
-    ``medians``: optional {label: median or None}; computed from the curves when omitted.
-    ``bands``: the confidence-interval type (survival.ci, e.g. "log-log") of bands to draw, or None.
+    ``endpoint``: the outcome's name (outcome.name, e.g. "overall survival"); ``labels``: {arm:
+    display name} (default: the arm names); ``bands``: draw each curve's confidence band (of the
+    type it was fitted with, survival.ci).
     """
-    time, event, weight = (np.asarray(a, dtype=float) for a in (time, event, weight))
-    treated = np.asarray(treated).astype(bool)
-    arms = {labels[0]: treated, labels[1]: ~treated}
-    curves = {label: kaplan_meier(time[rows], event[rows], weight[rows]) for label, rows in arms.items()}
-    ticks = natural_ticks(time.max(), time_unit)
-    weighted = bool(np.any(weight != 1))
+    labels = labels or {arm: arm for arm in curves}
+    t_max = max(curve.time[-1] for curve in curves.values())
+    ticks = natural_ticks(t_max, time_unit)
+    weighted = any(curve.weighted for curve in curves.values())
     with figure_style():
         fig, (ax, table) = plt.subplots(2, 1, figsize=(7, 5.2), sharex=True,
                                         gridspec_kw={"height_ratios": [4, 1]})
-        for color, (label, curve) in zip(_COLORS, curves.items()):
-            median = (medians or {}).get(label, r_quantile_time(curve.time, curve.surv))
-            _draw_curve(ax, curve, time[arms[label] & (event == 0)], color, label, median, bands)
+        for color, (arm, curve) in zip(_COLORS, curves.items()):
+            _draw_curve(ax, curve, color, labels[arm], bands)
         ax.set_ylim(0, 1.02)
         ax.set_ylabel(f"{endpoint[:1].upper()}{endpoint[1:]} probability")
         ax.legend(loc="upper right", frameon=False)
-        _risk_table(table, curves, ticks, min_cell, weighted)
+        _risk_table(table, [(labels[arm], curve) for arm, curve in curves.items()], ticks, min_cell, weighted)
         table.set_xlabel(f"Time ({time_unit})")
         table.set_xticks(ticks)
-        table.set_xlim(-0.02 * time.max(), 1.03 * time.max())
+        table.set_xlim(-0.02 * t_max, 1.03 * t_max)
         fig.tight_layout()
         if path is not None:
             save_png(fig, path, dpi=120)
@@ -64,42 +62,40 @@ def natural_ticks(t_max: float, time_unit: str) -> np.ndarray:
     return np.arange(0.0, t_max + step * 1e-9, step) if t_max > 0 else np.array([0.0])
 
 
-def _draw_curve(ax, curve, censored_times, color, label, median, bands):
+def _draw_curve(ax, curve, color, label, bands):
     steps_t = np.concatenate(([0.0], curve.time))
     steps_s = np.concatenate(([1.0], curve.surv))
+    median = curve.median().value
     shown = "not reached" if median is None else f"{median:.1f}"
     ax.step(steps_t, steps_s, where="post", color=color, label=f"{label} (median {shown})")
-    if bands is not None:
-        lower, upper = confidence_band(curve, bands)
-        ax.fill_between(steps_t, np.concatenate(([1.0], lower)), np.concatenate(([1.0], upper)),
+    if bands:
+        ax.fill_between(steps_t, np.concatenate(([1.0], curve.lower)), np.concatenate(([1.0], curve.upper)),
                         step="post", color=color, alpha=0.15, linewidth=0)
-    marks = np.unique(censored_times)
-    at = np.searchsorted(curve.time, marks, side="right") - 1
-    ax.plot(marks, np.where(at >= 0, curve.surv[np.maximum(at, 0)], 1.0), linestyle="none", marker="|",
-            markersize=6, color=color)
+    censored = curve.n_censor > 0
+    ax.plot(curve.time[censored], curve.surv[censored], linestyle="none", marker="|", markersize=6, color=color)
     if median is not None:
         ax.plot([0, median, median], [0.5, 0.5, 0], color=color, linestyle=":", linewidth=1)
 
 
-def _risk_table(ax, curves, ticks, min_cell, weighted):
-    ax.set_ylim(-0.5, len(curves) - 0.5)
-    ax.set_yticks(range(len(curves)))
-    ax.set_yticklabels(list(curves)[::-1])
+def _risk_table(ax, rows, ticks, min_cell, weighted):
+    """The numbers at risk of each (label, curve) at the ticks, the first curve on top."""
+    ax.set_ylim(-0.5, len(rows) - 0.5)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([label for label, _ in rows[::-1]])
     for spine in ax.spines.values():
         spine.set_visible(False)
     ax.tick_params(left=False)
     ax.set_title("Number at risk (weighted)" if weighted else "Number at risk", fontsize=9, loc="left")
-    for row, curve in enumerate(list(curves.values())[::-1]):
+    for row, (_, curve) in enumerate(rows[::-1]):
         for t in ticks:
             ax.text(t, row, _at_risk(curve, t, min_cell, weighted), ha="center", va="center", fontsize=8)
 
 
 def _at_risk(curve, t, min_cell, weighted) -> str:
     """Patients (or their weight) still at risk at t; suppressed when 1 to min_cell - 1 patients."""
-    i = np.searchsorted(curve.time, t, side="left")
-    if i >= len(curve.time):
+    rows, weight = curve.at_risk(t)
+    if rows == 0:
         return "0"
-    rows = int(curve.n_risk_count[i])
     if rows < min_cell:
         return f"<{min_cell}"
-    return f"{curve.n_risk[i]:.1f}" if weighted else str(rows)
+    return f"{weight:.1f}" if weighted else str(rows)

@@ -62,8 +62,8 @@ def analysis_numbers(folder: Path) -> dict:
         if path.exists():
             flatten(json.loads(path.read_text()), f"{name}/{stem}", numbers)
     balance = folder / "balance.csv"
-    if balance.exists() and numbers.get(f"{name}/matching/estimable") is not False:
-        table = read_result_csv(balance)
+    table = read_result_csv(balance) if balance.exists() else None
+    if table is not None and "estimable" not in table:     # not a not-estimable placeholder
         for row in table.to_dict("records"):
             for column, value in row.items():
                 if column not in ("variable", "flag"):

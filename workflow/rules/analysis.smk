@@ -6,10 +6,10 @@ rule cohort:
         cohort="results/{analysis}/cohort.parquet",
         attrition="results/{analysis}/cohort.json",
     params:
-        analysis=analysis_config,
-        outcome=STUDY["outcome"],
-        time_unit=STUDY["time_unit"],
-        variables=STUDY["registry"]["variables"],
+        selection=analysis_setting("selection"),
+        outcome=outcome_roles(),
+        time_unit=STUDY.time_unit,
+        id_variable=STUDY.registry.id_variable,
     log:
         "results/logs/{analysis}/cohort.log",
     benchmark:
@@ -33,9 +33,9 @@ rule propensity:
         scores="results/{analysis}/propensity.parquet",
         summary="results/{analysis}/propensity.json",
     params:
-        analysis=analysis_config,
-        variables=STUDY["registry"]["variables"],
-        seed=STUDY["seed"],
+        design=analysis_setting("propensity_design"),
+        variables=analysis_variables,
+        seed=STUDY.seed,
     log:
         "results/logs/{analysis}/propensity.log",
     benchmark:
@@ -57,12 +57,14 @@ rule match:
         scores="results/{analysis}/propensity.parquet",
         propensity="results/{analysis}/propensity.json",
     output:
-        matched="results/{analysis}/matched.csv",
-        pairs="results/{analysis}/pairs.csv",
+        matched="results/{analysis}/matched.parquet",
+        pairs="results/{analysis}/pairs.parquet",
+        matched_csv="results/{analysis}/matched.csv",
+        pairs_csv="results/{analysis}/pairs.csv",
         summary="results/{analysis}/matching.json",
     params:
-        analysis=analysis_config,
-        seed=STUDY["seed"],
+        matching=analysis_setting("matching"),
+        seed=STUDY.seed,
     log:
         "results/logs/{analysis}/match.log",
     benchmark:
@@ -82,7 +84,7 @@ rule balance:
     input:
         cohort="results/{analysis}/cohort.parquet",
         scores="results/{analysis}/propensity.parquet",
-        matched="results/{analysis}/matched.csv",
+        matched="results/{analysis}/matched.parquet",
         matching="results/{analysis}/matching.json",
     output:
         balance="results/{analysis}/balance.csv",
@@ -93,9 +95,11 @@ rule balance:
         overlap_plot=report("results/{analysis}/ps_overlap.png", category="Balance", subcategory="{analysis}",
                             labels={"analysis": "{analysis}", "figure": "propensity-score overlap"}),
     params:
-        analysis=analysis_config,
-        variables=STUDY["registry"]["variables"],
-        min_cell=STUDY["report"]["min_cell"],
+        covariates=analysis_setting("covariates"),
+        missing=analysis_setting("missing"),
+        variables=analysis_variables,
+        arm_labels=arm_labels,
+        min_cell=STUDY.report.min_cell,
     log:
         "results/logs/{analysis}/balance.log",
     benchmark:
@@ -114,14 +118,15 @@ rule bootstrap:
     """One share of the median-difference bootstrap (survival.bootstrap_jobs > 1)."""
     input:
         cohort="results/{analysis}/cohort.parquet",
-        matched="results/{analysis}/matched.csv",
-        pairs="results/{analysis}/pairs.csv",
+        matched="results/{analysis}/matched.parquet",
+        pairs="results/{analysis}/pairs.parquet",
         matching="results/{analysis}/matching.json",
     output:
         temp("results/{analysis}/bootstrap/{job}.npy"),
     params:
-        analysis=analysis_config,
-        seed=STUDY["seed"],
+        survival=analysis_setting("survival"),
+        replace=matching_setting("replace"),
+        seed=STUDY.seed,
     log:
         "results/logs/{analysis}/bootstrap_{job}.log",
     benchmark:
@@ -140,8 +145,8 @@ rule survival:
     """KM, log-rank, marginal Cox HR (cluster-robust), RMST, bootstrap median difference, E-value."""
     input:
         cohort="results/{analysis}/cohort.parquet",
-        matched="results/{analysis}/matched.csv",
-        pairs="results/{analysis}/pairs.csv",
+        matched="results/{analysis}/matched.parquet",
+        pairs="results/{analysis}/pairs.parquet",
         matching="results/{analysis}/matching.json",
         bootstrap=bootstrap_jobs,
     output:
@@ -149,11 +154,14 @@ rule survival:
         km_plot=report("results/{analysis}/km.png", category="Survival", subcategory="{analysis}",
                        labels={"analysis": "{analysis}", "figure": "Kaplan-Meier"}),
     params:
-        analysis=analysis_config,
-        seed=STUDY["seed"],
-        time_unit=STUDY["time_unit"],
-        min_cell=STUDY["report"]["min_cell"],
-        relevant_hr=STUDY["report"]["relevant_hr"],
+        survival=analysis_setting("survival"),
+        replace=matching_setting("replace"),
+        seed=STUDY.seed,
+        time_unit=STUDY.time_unit,
+        min_cell=STUDY.report.min_cell,
+        relevant_hr=STUDY.report.relevant_hr,
+        arm_labels=arm_labels,
+        endpoint=STUDY.outcome.name,
     log:
         "results/logs/{analysis}/survival.log",
     benchmark:

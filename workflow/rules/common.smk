@@ -6,18 +6,19 @@ from pathlib import Path
 # this makes the Snakefile parse from a checkout too.
 sys.path.insert(0, workflow.basedir)
 
+from pipeline.config.settings import Settings, Study
 from pipeline.config.validate import prepare_config
 from pipeline.errors import PipelineError
 from pipeline.provenance import sha256_file
 
 try:
-    STUDY = prepare_config(config, Path.cwd())
+    STUDY = Study.from_config(prepare_config(config, Path.cwd()))
 except PipelineError as err:
     sys.stderr.write(f"psm-pipeline: {err}\n")
     sys.exit(1)
 
-CENTERS = list(STUDY["registry"]["centers"])
-ANALYSES = list(STUDY["analyses"])
+CENTERS = list(STUDY.registry.centers)
+ANALYSES = list(STUDY.analyses)
 
 
 wildcard_constraints:
@@ -26,8 +27,62 @@ wildcard_constraints:
     job=r"\d+",
 
 
+# --- rule parameters: each rule gets the settings it uses, as plain values (Snakemake reruns a
+# job when its parameters change, so a setting reruns exactly the jobs that use it) -----------
+
+def plain(value):
+    return value.to_dict() if isinstance(value, Settings) else list(value) if isinstance(value, tuple) else value
+
+
+def analysis_setting(name):
+    """A parameter: one block, view or key of the job's analysis (pipeline.config.settings.Analysis)."""
+    return lambda wildcards: plain(getattr(STUDY.analyses[wildcards.analysis], name))
+
+
+def matching_setting(name):
+    return lambda wildcards: getattr(STUDY.analyses[wildcards.analysis].matching, name)
+
+
+def analysis_variables(wildcards):
+    """The registry variables the job's analysis uses (types, levels, labels)."""
+    names = STUDY.analyses[wildcards.analysis].variable_names
+    return {name: variable.to_dict() for name, variable in STUDY.variables_of(names).items()}
+
+
+def ingest_variables():
+    """What ingest needs of every variable: type, levels, bounds, required (not display labels)."""
+    keep = ("type", "levels", "min", "max", "required")
+    return {name: {key: value for key, value in variable.to_dict().items() if key in keep}
+            for name, variable in STUDY.registry.variables.items()}
+
+
+def outcome_roles():
+    """The outcome's variables (its display name left out: it changes no number)."""
+    return {key: value for key, value in STUDY.outcome.to_dict().items() if key != "name"}
+
+
+def report_context(wildcards):
+    return STUDY.report_context(STUDY.analyses[wildcards.analysis].variable_names).to_dict()
+
+
+def index_analyses():
+    """What the index shows of each analysis: its arms and what it derives from (subgroup, variant)."""
+    return {name: {"treatment": analysis.treatment.to_dict(), "derived_from": analysis.derived_from}
+            for name, analysis in STUDY.analyses.items()}
+
+
+def index_context():
+    names = [name for analysis in STUDY.analyses.values() for name in analysis.variable_names]
+    return STUDY.report_context(names).to_dict()
+
+
+def arm_labels(wildcards):
+    treatment = STUDY.analyses[wildcards.analysis].treatment
+    return {arm: treatment.label(arm) for arm in ("treated", "control")}
+
+
 def center_extract(wildcards):
-    return STUDY["registry"]["centers"][wildcards.center]["path"]
+    return STUDY.registry.centers[wildcards.center].path
 
 
 def center_extract_sha256(wildcards):
@@ -37,13 +92,9 @@ def center_extract_sha256(wildcards):
     return sha256_file(center_extract(wildcards))
 
 
-def analysis_config(wildcards):
-    return STUDY["analyses"][wildcards.analysis]
-
-
 def bootstrap_jobs(wildcards):
     """The bootstrap jobs' results the survival rule gathers; none when it draws them itself."""
-    jobs = STUDY["analyses"][wildcards.analysis]["survival"]["bootstrap_jobs"]
+    jobs = STUDY.analyses[wildcards.analysis].survival.bootstrap_jobs
     if jobs == 1:
         return []
     return [f"results/{wildcards.analysis}/bootstrap/{job}.npy" for job in range(jobs)]

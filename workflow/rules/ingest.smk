@@ -7,10 +7,10 @@ rule ingest_center:
         quarantine=temp("results/registry/centers/{center}.quarantine.parquet"),
         summary=temp("results/registry/centers/{center}.summary.json"),
     params:
-        center=lambda wc: STUDY["registry"]["centers"][wc.center],
+        center=lambda wc: STUDY.registry.centers[wc.center].to_dict(),
         sha256=center_extract_sha256,
-        variables=STUDY["registry"]["variables"],
-        outcome=STUDY["outcome"],
+        variables=ingest_variables(),
+        outcome=outcome_roles(),
     log:
         "results/logs/ingest/{center}.log",
     benchmark:
@@ -36,7 +36,7 @@ rule merge_registry:
         quarantine="results/registry/quarantine.csv",
         summary="results/registry/ingest_summary.json",
     params:
-        variables=STUDY["registry"]["variables"],
+        id_variable=STUDY.registry.id_variable,
     log:
         "results/logs/merge_registry.log",
     benchmark:

@@ -26,9 +26,9 @@ rule analysis_report:
             labels={"analysis": "{analysis}", "file": "report"},
         ),
     params:
-        analysis=analysis_config,
         name=lambda wc: wc.analysis,
-        study=STUDY,
+        analysis=lambda wc: STUDY.analyses[wc.analysis].to_dict(),
+        context=report_context,
     log:
         "results/logs/{analysis}/report.log",
     threads: 1
@@ -48,7 +48,6 @@ rule index_report:
         attrition=expand("results/{analysis}/cohort.json", analysis=ANALYSES),
         matching=expand("results/{analysis}/matching.json", analysis=ANALYSES),
         balance_summary=expand("results/{analysis}/balance.json", analysis=ANALYSES),
-        balance=expand("results/{analysis}/balance.csv", analysis=ANALYSES),
         reports=expand("results/{analysis}/report.html", analysis=ANALYSES),
         ingest="results/registry/ingest_summary.json",
     output:
@@ -57,8 +56,8 @@ rule index_report:
         interaction_table="results/interaction.csv",
         forest_plot=report("results/forest.png", category="Index", caption="../report/forest.rst"),
     params:
-        analyses=ANALYSES,
-        study=STUDY,
+        analyses=index_analyses(),
+        context=index_context(),
     log:
         "results/logs/index_report.log",
     threads: 1

@@ -1,16 +1,18 @@
 """Rule bootstrap: one job's share of the bootstrap replicates (median and RMST differences,
 a structured array saved as .npy)."""
 import numpy as np
-import pandas as pd
 
+from pipeline.config.settings import Survival
+from pipeline.io import read_parquet, run_script
 from pipeline.outcome.stage import bootstrap_stage
-from pipeline.io import read_result_csv, run_script
 
 
 def main(smk):
-    cohort = pd.read_parquet(smk.input.cohort, columns=["patient_id", "treated", "time", "event"])
-    replicates = bootstrap_stage(cohort, read_result_csv(smk.input.matched), read_result_csv(smk.input.pairs),
-                                 smk.params.analysis, smk.params.seed, int(smk.wildcards.job))
+    cohort = read_parquet(smk.input.cohort, columns=["patient_id", "treated", "time", "event"])
+    matched = read_parquet(smk.input.matched, columns=["patient_id", "subclass", "weight"])
+    pairs = read_parquet(smk.input.pairs, columns=["treated_id", "control_id"])
+    replicates = bootstrap_stage(cohort, matched, pairs, Survival.from_dict(smk.params.survival),
+                                 smk.params.replace, smk.params.seed, int(smk.wildcards.job))
     np.save(smk.output[0], replicates, allow_pickle=False)
 
 

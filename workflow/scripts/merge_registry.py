@@ -1,5 +1,5 @@
 """Rule merge_registry: the centers' parts -> harmonized.parquet, quarantine.csv, ingest_summary.json."""
-from pipeline.ingest.harmonize import id_variable, merge_centers
+from pipeline.ingest.harmonize import merge_centers
 from pipeline.io import read_json, read_parquet, run_script, write_csv, write_json, write_parquet
 
 
@@ -8,7 +8,7 @@ def main(smk):
         (read_parquet(accepted), read_parquet(quarantine), read_json(summary))
         for accepted, quarantine, summary in zip(smk.input.accepted, smk.input.quarantine, smk.input.summary)
     ]
-    harmonized, quarantine, summary = merge_centers(parts, id_column=id_variable(smk.params.variables))
+    harmonized, quarantine, summary = merge_centers(parts, id_column=smk.params.id_variable)
     write_parquet(harmonized, smk.output.harmonized)
     write_csv(quarantine, smk.output.quarantine)
     write_json(summary, smk.output.summary)

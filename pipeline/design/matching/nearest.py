@@ -18,151 +18,47 @@ Reproduces ``matchit(method = "nearest")`` with a vector distance (MatchIt's ``n
 to the left/right") over the controls sorted by (exact stratum, distance), so a whole match is
 O(n log n): one sort plus linear passes. The loops run under numba.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
 
 import numba
 import numpy as np
-import pandas as pd
 
-from pipeline.errors import ConfigError, DataError
-
-SCALES = ("logit", "ps")
-ORDERS = ("largest", "smallest", "data", "random")
-DISCARDS = ("none", "both", "treated", "control")
-NO_MATCH = -1
+from pipeline.config.settings import Matching
+from pipeline.design.matching.common import (NO_MATCH, MatchingMethod, MatchResult, as_bool,
+                                             caliper_in_distance_units, match_result)
+from pipeline.errors import DataError
 
 
-@dataclass(frozen=True)
-class MatchResult:
-    """Matched sets of one run of :func:`match_nearest`.
-
-    ``pairs`` has one row per (treated, control) pair with columns ``treated_index``,
-    ``control_index`` (positional indices into the inputs), ``slot`` (1..ratio, the column of
-    MatchIt's match matrix) and ``distance_diff`` (absolute distance difference); rows are sorted by
-    treated unit in data order, then slot. ``subclass`` numbers the matched sets 1..n in the data
-    order of their treated unit, as MatchIt; 0 = not matched, and 0 for everyone with replacement.
-    """
-
-    pairs: pd.DataFrame
-    weights: np.ndarray
-    subclass: np.ndarray
-    caliper_raw: float | None
-    counts: dict
+def match(distance: np.ndarray, treated: np.ndarray, exact: np.ndarray | None, discarded: np.ndarray,
+          matching: Matching, seed: int) -> MatchResult:
+    """The registry's entry point: :func:`match_nearest` with an analysis's Matching settings."""
+    return match_nearest(distance, treated, ratio=matching.ratio, caliper=matching.caliper,
+                         std_caliper=matching.std_caliper, replace=matching.replace, order=matching.order,
+                         exact=exact, discarded=discarded, seed=seed)
 
 
-# ---------------------------------------------------------------------------------------------
-# distance, common support, settings
-
-
-def distance_from_ps(ps: np.ndarray, scale: str) -> np.ndarray:
-    """The matching distance: the PS itself (``ps``) or R's ``qlogis(ps)`` = log(ps / (1 - ps))."""
-    ps = np.asarray(ps, dtype=np.float64)
-    if scale not in SCALES:
-        raise ConfigError(f"matching.caliper_scale: {scale!r} is not one of {', '.join(SCALES)}")
-    if np.isnan(ps).any() or (ps < 0).any() or (ps > 1).any():
-        raise DataError("propensity scores must lie in [0, 1] and not be missing")
-    if scale == "ps":
-        return ps.copy()
-    if ((ps == 0) | (ps == 1)).any():
-        raise DataError("propensity scores of exactly 0 or 1 have no logit; use caliper_scale: ps")
-    return np.log(ps / (1.0 - ps))
-
-
-def common_support(ps: np.ndarray, treated: np.ndarray, discard: str) -> np.ndarray:
-    """Units outside the other group's score range (MatchIt's ``discard``); True = discarded.
-
-    MatchIt compares the *distance* it matches on (the logit when matching on the logit), with
-    strict inequalities: a unit exactly at the other group's minimum or maximum is kept. Because
-    the logit is monotone, passing the PS or its logit gives the same result.
-    """
-    ps = np.asarray(ps, dtype=np.float64)
-    treated = _as_bool(treated, "treated")
-    if discard not in DISCARDS:
-        raise ConfigError(f"matching.discard: {discard!r} is not one of {', '.join(DISCARDS)}")
-    if discard == "none":
-        return np.zeros(len(ps), dtype=bool)
-    if treated.all() or not treated.any():
-        raise DataError("common support needs both treated and control units")
-    lo1, hi1 = ps[treated].min(), ps[treated].max()
-    lo0, hi0 = ps[~treated].min(), ps[~treated].max()
-    if discard == "both":
-        return (ps < max(lo0, lo1)) | (ps > min(hi0, hi1))
-    if discard == "control":
-        return ~treated & ((ps < lo1) | (ps > hi1))
-    return treated & ((ps < lo0) | (ps > hi0))
-
-
-MATCHING_KEYS = ("method", "ratio", "caliper", "std_caliper", "caliper_scale", "replace", "order",
-                 "exact", "discard")
-
-
-def check_matching_settings(matching: dict, columns: Iterable[str]) -> list[str]:
-    """Messages for every bad key of an analysis's ``matching:`` block (empty list = fine).
-
-    ``columns`` are the variables the cohort will have (for ``exact``). Absent keys take the
-    contract's defaults and are fine.
-    """
-    messages = [f"matching.{key}: unknown key (known: {', '.join(MATCHING_KEYS)})"
-                for key in matching if key not in MATCHING_KEYS]
-    method = matching.get("method", "nearest")
-    if method != "nearest":
-        messages.append(f"matching.method: {method!r} is not supported (only 'nearest')")
-    ratio = matching.get("ratio", 1)
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 1:
-        messages.append(f"matching.ratio: must be a whole number >= 1, got {ratio!r}")
-    caliper = matching.get("caliper")
-    if caliper is not None:
-        if isinstance(caliper, bool) or not isinstance(caliper, (int, float)) or not np.isfinite(caliper):
-            messages.append(f"matching.caliper: must be a number or null, got {caliper!r}")
-        elif caliper < 0:
-            messages.append(f"matching.caliper: must not be negative, got {caliper!r}")
-    for key, allowed in (("caliper_scale", SCALES), ("order", ORDERS), ("discard", DISCARDS)):
-        value = matching.get(key, allowed[0])
-        if value not in allowed:
-            messages.append(f"matching.{key}: {value!r} is not one of {', '.join(allowed)}")
-    for key in ("std_caliper", "replace"):
-        if key in matching and not isinstance(matching[key], bool):
-            messages.append(f"matching.{key}: must be true or false, got {matching[key]!r}")
-    exact = matching.get("exact", [])
-    if isinstance(exact, str) or not isinstance(exact, (list, tuple)):
-        messages.append(f"matching.exact: must be a list of variable names, got {exact!r}")
+def describe(matching: Matching, caliper_raw: float | None) -> str:
+    """The methods paragraph's sentence on the matching (``caliper_raw``: the caliper in distance
+    units that matching.json records, None without a caliper)."""
+    if matching.caliper is None:
+        caliper = "no caliper"
+    elif matching.std_caliper:
+        caliper = f"a caliper of {matching.caliper} SD of the {matching.caliper_scale} of the propensity score"
     else:
-        columns = set(columns)
-        missing = [str(v) for v in exact if v not in columns]
-        if missing:
-            messages.append(f"matching.exact: variable(s) not in the data: {', '.join(missing)}")
-    return messages
+        caliper = f"a caliper of {matching.caliper} on the {matching.caliper_scale} scale"
+    raw_width = "" if caliper_raw is None else f" (raw width {caliper_raw:.4f})"
+    exact = f", exactly within {', '.join(matching.exact)}" if matching.exact else ""
+    order = "data" if matching.replace else matching.order     # with replacement MatchIt uses the data order
+    return (f"Patients were matched {matching.ratio}:1 by greedy nearest-neighbour matching "
+            f"{'with' if matching.replace else 'without'} replacement in {order} order of the distance{exact}, "
+            f"with {caliper}{raw_width}, with MatchIt (>= 4.6) semantics; common-support discard: "
+            f"{matching.discard}.")
 
 
-def caliper_in_distance_units(distance: np.ndarray, discarded: np.ndarray, caliper: float | None,
-                              std_caliper: bool) -> float | None:
-    """The caliper in raw distance units: ``caliper * sd(distance[!discarded])`` when standardised.
-
-    The SD follows R's ``sd``: n - 1 denominator, a corrected two-pass mean and long-double sums.
-    """
-    if caliper is None:
-        return None
-    if not std_caliper:
-        return float(caliper)
-    kept = distance[~discarded]
-    if len(kept) < 2:
-        raise DataError("the caliper's SD needs at least two non-discarded units")
-    return float(caliper) * _r_sd(kept)
-
-
-def _r_sd(x: np.ndarray) -> float:
-    n = len(x)
-    mean = np.sum(x, dtype=np.longdouble) / n
-    mean = mean + np.sum(x - mean, dtype=np.longdouble) / n
-    centred = x - np.float64(mean)
-    return float(np.sqrt(np.float64(np.sum(centred * centred, dtype=np.longdouble) / (n - 1))))
-
-
-# ---------------------------------------------------------------------------------------------
-# matching
+METHOD = MatchingMethod(match=match, describe=describe)
 
 
 def match_nearest(distance: np.ndarray, treated: np.ndarray, *, ratio: int = 1,
@@ -174,18 +70,12 @@ def match_nearest(distance: np.ndarray, treated: np.ndarray, *, ratio: int = 1,
 
     ``caliper`` is in SDs of the distance when ``std_caliper`` (SD over non-discarded units) else
     in distance units. ``exact`` holds one integer stratum code per unit. ``discarded`` units
-    (common support) are never matched. ``order: random`` permutes the non-discarded treated units
-    with ``numpy.random.default_rng(seed)`` (R's ``sample`` cannot be reproduced; the other orders
-    give MatchIt's pairs exactly). With ``replace`` MatchIt always uses the data order.
+    (common support) are never matched. ``order`` (largest, smallest, data, random): the order in
+    which the treated units choose; ``random`` permutes the non-discarded treated units with
+    ``numpy.random.default_rng(seed)`` (R's ``sample`` cannot be reproduced; the other orders give
+    MatchIt's pairs exactly). With ``replace`` MatchIt always uses the data order.
     """
     distance, treated, exact, discarded = _validated_inputs(distance, treated, exact, discarded)
-    if isinstance(ratio, bool) or int(ratio) != ratio or ratio < 1:
-        raise ConfigError(f"matching.ratio: must be a whole number >= 1, got {ratio!r}")
-    if order not in ORDERS:
-        raise ConfigError(f"matching.order: {order!r} is not one of {', '.join(ORDERS)}")
-    if caliper is not None and not (np.isfinite(caliper) and caliper >= 0):
-        raise ConfigError(f"matching.caliper: must be a non-negative number, got {caliper!r}")
-    ratio = int(ratio)
     caliper_raw = caliper_in_distance_units(distance, discarded, caliper, std_caliper)
     limit = np.inf if caliper_raw is None else caliper_raw
 
@@ -200,15 +90,15 @@ def match_nearest(distance: np.ndarray, treated: np.ndarray, *, ratio: int = 1,
                                discarded[treated_idx], order, seed)
         kernel = _match_round_robin
     mm = kernel(queue, treated_idx, layout.first, layout.last, layout.start, layout.control,
-                layout.control_position, layout.position, distance, ratio, limit)
-    return _assemble(mm, treated_idx, treated, discarded, distance, replace, caliper_raw)
+                layout.control_position, layout.position, distance, int(ratio), limit)
+    return match_result(mm, treated, discarded, distance, replace, caliper_raw)
 
 
 def _validated_inputs(distance, treated, exact, discarded):
     distance = np.ascontiguousarray(distance, dtype=np.float64)
     n = len(distance)
-    treated = _as_bool(treated, "treated")
-    discarded = np.zeros(n, dtype=bool) if discarded is None else _as_bool(discarded, "discarded")
+    treated = as_bool(treated, "treated")
+    discarded = np.zeros(n, dtype=bool) if discarded is None else as_bool(discarded, "discarded")
     exact = np.zeros(n, dtype=np.int64) if exact is None else np.asarray(exact)
     if exact.dtype.kind not in "iu":
         raise DataError("exact stratum codes must be integers")
@@ -218,15 +108,6 @@ def _validated_inputs(distance, treated, exact, discarded):
     if np.isnan(distance).any() or not np.isfinite(distance[~discarded]).all():
         raise DataError("the matching distance is missing, or infinite for a unit that is not discarded")
     return distance, treated, exact.astype(np.int64), discarded
-
-
-def _as_bool(values, name: str) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.dtype != bool:
-        if not np.isin(arr, (0, 1)).all():
-            raise DataError(f"{name} must be boolean or 0/1")
-        arr = arr.astype(bool)
-    return arr
 
 
 def _stable_argsort(values: np.ndarray) -> np.ndarray:
@@ -544,50 +425,3 @@ def _sort_heap(ind, length, key):
         value = ind[length]
         ind[length] = ind[0]
         _adjust_heap(ind, 0, length, value, key)
-
-
-# ---------------------------------------------------------------------------------------------
-# outputs
-
-
-def _assemble(mm, treated_idx, treated, discarded, distance, replace, caliper_raw) -> MatchResult:
-    rows, slots = np.nonzero(mm >= 0)
-    t_index = treated_idx[rows]
-    c_index = mm[rows, slots]
-    pairs = pd.DataFrame({
-        "treated_index": t_index,
-        "control_index": c_index,
-        "slot": slots + 1,
-        "distance_diff": np.abs(distance[t_index] - distance[c_index]),
-    })
-    set_sizes = (mm >= 0).sum(axis=1)
-    weights = np.zeros(len(treated))
-    weights[treated_idx[set_sizes > 0]] = 1.0
-    if replace:
-        np.add.at(weights, c_index, 1.0 / set_sizes[rows])
-    else:
-        weights[c_index] = 1.0 / set_sizes[rows]
-    used = ~treated & (weights > 0)
-    weights[used] = used.sum() * weights[used] / weights[used].sum()
-    subclass = np.zeros(len(treated), dtype=np.int64)
-    if not replace:
-        set_id = np.cumsum(set_sizes > 0)
-        subclass[treated_idx[set_sizes > 0]] = set_id[set_sizes > 0]
-        subclass[c_index] = set_id[rows]
-    counts = _counts(treated, discarded, set_sizes, used)
-    return MatchResult(pairs, weights, subclass, caliper_raw, counts)
-
-
-def _counts(treated, discarded, set_sizes, used) -> dict:
-    n_treated = int(treated.sum())
-    matched = int((set_sizes > 0).sum())
-    n_discarded_treated = int((treated & discarded).sum())
-    return {
-        "n_treated": n_treated,
-        "n_control": int((~treated).sum()),
-        "n_treated_matched": matched,
-        "n_treated_unmatched": n_treated - matched - n_discarded_treated,
-        "n_controls_matched": int(used.sum()),
-        "n_discarded_treated": n_discarded_treated,
-        "n_discarded_control": int((~treated & discarded).sum()),
-    }

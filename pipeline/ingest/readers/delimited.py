@@ -66,8 +66,7 @@ LF, CR, DEL = 10, 13, 127
 PLAIN, RAGGED, HARD = 0, 1, 2  # how a line is read (see _Reader._classify)
 
 
-def read_delimited(path: Path, read: dict, default_sep: str, header_only: bool = False) -> RawTable:
-    sep, quote, encoding = read.get("sep", default_sep), read["quotechar"], read["encoding"]
+def read_delimited(path: Path, sep: str, quote: str, encoding: str, header_only: bool = False) -> RawTable:
     if header_only:
         return RawTable(clean_header(path, _header_fields(path, _first_line(path, encoding), sep, quote)))
     raw = path.read_bytes()

@@ -38,7 +38,7 @@ from pipeline.ingest.readers.table import (
 CONTROLS = control_pattern()
 
 
-def read_parquet(path: Path, read: dict, header_only: bool = False) -> RawTable:
+def read_parquet(path: Path, decimal: str, header_only: bool = False) -> RawTable:
     if header_only:
         return RawTable(clean_header(path, pq.read_schema(path).names))
     table = pq.read_table(path)
@@ -49,7 +49,7 @@ def read_parquet(path: Path, read: dict, header_only: bool = False) -> RawTable:
         try:
             if pa.types.is_nested(kind) or pa.types.is_duration(kind) or pa.types.is_interval(kind):
                 raise pa.ArrowNotImplementedError("no text form a registry cell could hold")
-            columns[i] = _arrow_text(column, read["decimal"])
+            columns[i] = _arrow_text(column, decimal)
         except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as exc:
             raise DataError(f"{path}: column '{name}' has type {kind}, which cannot be read as text "
                             f"({first_line_of(exc)}); store it as text or numbers") from exc

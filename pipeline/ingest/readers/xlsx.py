@@ -50,7 +50,8 @@ CELL_END = re.compile(rb"</(?:\w+:)?c>")
 CONTROLS = re.compile(CONTROL_CHARACTERS + r"|_x00(?:0[0-8]|0[bBcCeEfF]|1[0-9a-fA-F]|7[fF])_")
 
 
-def read_xlsx(path: Path, read: dict, header_only: bool = False) -> RawTable:
+def read_xlsx(path: Path, which_sheet: int | str, decimal: str, header_only: bool = False) -> RawTable:
+    """The sheet ``which_sheet`` (an index or a name) of the workbook; numbers with ``decimal``."""
     import openpyxl
 
     try:
@@ -58,7 +59,7 @@ def read_xlsx(path: Path, read: dict, header_only: bool = False) -> RawTable:
     except Exception as exc:  # openpyxl raises many unrelated types for a broken archive
         raise DataError(f"{path}: cannot be opened as an XLSX workbook ({first_line_of(exc)})") from exc
     try:
-        sheet = book[_sheet_name(path, book.sheetnames, read["sheet"])]
+        sheet = book[_sheet_name(path, book.sheetnames, which_sheet)]
         sheet.reset_dimensions()
         rows = sheet.iter_rows(values_only=True)
         first = next(rows, None)
@@ -66,7 +67,7 @@ def read_xlsx(path: Path, read: dict, header_only: bool = False) -> RawTable:
             raise DataError(f"{path}: sheet '{sheet.title}' is empty (no header row)")
         if header_only:
             return RawTable(clean_header(path, [_cell_text(v, ".") for v in first]))
-        records = [[_cell_text(v, read["decimal"]) for v in row] for row in rows]
+        records = [[_cell_text(v, decimal) for v in row] for row in rows]
         # openpyxl keeps the sheet's path in the archive only in a private attribute
         formulas = _formulas_without_value(path, sheet._worksheet_path)
     finally:
