@@ -48,6 +48,7 @@ def test_defaults_fill_nested_blocks_left_out(demo_config):
     (lambda c: c["registry"]["centers"]["center_e"].update(format="sav"), "registry.centers.center_e.format"),
     (lambda c: c["registry"]["centers"]["center_b"]["read"].update(decimal=";"), "center_b.read.decimal"),
     (lambda c: c["registry"]["centers"]["center_b"]["read"].update(quotechar="''"), "center_b.read.quotechar"),
+    (lambda c: c["registry"]["centers"]["center_b"]["read"].update(sep=";;"), "center_b.read.sep"),
     (lambda c: c["registry"]["centers"]["center_a"]["codes"].update(sex="M"), "center_a.codes.sex"),
     (lambda c: c["registry"]["centers"]["center_a"].update(scale={"age": 0}), "center_a.scale.age"),
     (lambda c: c["outcome"].pop("end"), "outcome: 'end' is a required property"),

@@ -179,10 +179,9 @@ def test_outcome_variables_must_exist_with_the_right_types(study):
 
 def test_bad_read_options(study):
     config, workdir = study
-    config["registry"]["centers"]["a"]["read"].update({"sep": ";;", "encoding": "latin-9x", "date_format": "%d.%m.",
+    config["registry"]["centers"]["a"]["read"].update({"encoding": "latin-9x", "date_format": "%d.%m.",
                                                         "date_formats": {"age": "%Y"}})
     messages = registry_problems(config, workdir)
-    assert "registry.centers.a (a.csv): read.sep must be a single character, got ';;'" in messages
     assert "registry.centers.a (a.csv): read.date_formats.age: 'age' is not a date variable" in messages
     assert "registry.centers.a (a.csv): read.encoding 'latin-9x' is not a known encoding" in messages
     assert any("date format '%d.%m.'" in m for m in messages)

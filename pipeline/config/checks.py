@@ -162,8 +162,6 @@ def _encoding_hint(path: Path, center: Center, header: list[str], where: str) ->
 
 def _check_read_options(where: str, read: ReadOptions, variables: dict[str, Variable]) -> list[str]:
     messages = []
-    if read.sep is not None and len(read.sep) != 1:
-        messages.append(f"{where}: read.sep must be a single character, got {read.sep!r}")
     try:
         codecs.lookup(read.encoding)
     except LookupError:
