@@ -117,7 +117,7 @@ def run_case(folder: Path, fmt: str) -> dict:
     raw = read_extract(folder / center.path, center)
     t1 = time.perf_counter()
     accepted, quarantine, summary = harmonize_center(raw, "bench", center, variables, Outcome.from_dict(OUTCOME),
-                                                     center.path)
+                                                     center.path, "months")
     t2 = time.perf_counter()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"format": fmt, "rows": len(raw), "read_s": t1 - t0, "harmonize_s": t2 - t1,

@@ -5,9 +5,12 @@ fixes what would otherwise vary: key order, float formatting, line endings, file
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import math
+import re
 import sys
 import textwrap
 import time
@@ -51,16 +54,149 @@ def read_json(path):
         return json.loads(Path(path).read_text())
 
 
+# --- CSV: one writer and one reader for every CSV the workflow writes ------------------------------
+
+DECIMAL_NUMBER = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+"""A plain decimal number: optional sign, digits with an optional decimal point, optional exponent."""
+FORMULA_START = "[=+\\-@\t\r']"
+"""First characters of a cell that write_csv escapes: those a spreadsheet may run as a formula
+(OWASP's CSV-injection list) and the escape character itself."""
+ESCAPE = "'"
+TEXT_COLUMNS = {"patient_id": str, "center": str, "treated_id": str, "control_id": str}
+"""Columns read_result_csv reads as text unless told otherwise (ids such as 007 stay text)."""
+_READ_AS_NUMBER = re.compile(rf"{DECIMAL_NUMBER}|[+-]?inf")
+
+
 def write_csv(frame: pd.DataFrame, path) -> None:
-    """CSV with full float precision (repr round-trips) and '\\n' line endings."""
-    frame.to_csv(path, index=False, lineterminator="\n")
+    """CSV with full float precision (repr round-trips), '\\n' line endings, and no cell a
+    spreadsheet would run as a formula.
+
+    Spreadsheet safety (OWASP CSV injection), in the header and every cell: a cell that begins with
+    ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is written with a single quote in front
+    ("'=HYPERLINK(...)"), unless it is a plain decimal number (-1.5 and +2e-3 stay numbers); so is a
+    cell that itself begins with a single quote ("'abc" is written "''abc"). The escape is therefore
+    unambiguous: every written cell that begins with a quote carries exactly one added quote, which
+    read_result_csv removes. A non-finite float is a cell like any other ("-inf" is written "'-inf").
+
+    Python's csv module quotes a cell holding a line feed but not one holding a bare carriage
+    return, which a reader then takes for a line break; a frame with such a cell is written with
+    every text cell quoted (csv.QUOTE_NONNUMERIC), which reads back the same.
+    """
+    safe = _spreadsheet_safe(frame)
+    quoting = csv.QUOTE_NONNUMERIC if _has_carriage_return(safe) else csv.QUOTE_MINIMAL
+    safe.to_csv(path, index=False, lineterminator="\n", quoting=quoting)
+
+
+def _spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as write_csv writes it: formula-like cells and header names escaped (see there)."""
+    frame = frame.reset_index(drop=True)
+    safe = pd.DataFrame({i: _safe_column(frame.iloc[:, i]) for i in range(frame.shape[1])}, index=frame.index)
+    safe.columns = _escaped(pd.Series([str(c) for c in frame.columns], dtype=object)).tolist()
+    return safe
+
+
+def _has_carriage_return(frame: pd.DataFrame) -> bool:
+    columns = [frame.columns.to_series(), *(frame.iloc[:, i] for i in range(frame.shape[1]))]
+    return any("\r" in "".join(map(str, cells.to_numpy(object))) for cells in columns if cells.dtype.kind == "O")
+
+
+def _safe_column(values: pd.Series) -> pd.Series:
+    """One column with its formula-like cells escaped; booleans, integers and dates are written as
+    numbers and dates, floats as numbers except -inf."""
+    kind = values.dtype.kind
+    if kind in "biuM":
+        return values
+    if kind == "f":
+        negative_infinity = np.isneginf(values.to_numpy(dtype="float64", na_value=np.nan))
+        if not negative_infinity.any():
+            return values
+        return values.astype(object).mask(negative_infinity, ESCAPE + "-inf")
+    present = values.notna().to_numpy()
+    codes, uniques = pd.factorize(values[present].astype(str))   # the cells as to_csv writes them
+    escaped = _escaped(pd.Series(uniques, dtype=object)).to_numpy(object)
+    changed = (escaped != uniques)[codes]
+    if not changed.any():
+        return values
+    out = values.astype(object).copy()
+    out.iloc[np.flatnonzero(present)[changed]] = escaped[codes[changed]]
+    return out
+
+
+def _escaped(text: pd.Series) -> pd.Series:
+    formula = text.str.match(FORMULA_START).to_numpy(bool)
+    if formula.any():
+        formula[formula] = ~text[formula].str.fullmatch(DECIMAL_NUMBER).to_numpy(bool)
+    return text.mask(formula, ESCAPE + text)
+
+
+def _unescaped(cells: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Cells with the one leading quote write_csv added removed, and which cells had it."""
+    if cells.dtype.kind != "O":
+        return cells, np.zeros(len(cells), bool)
+    codes, uniques = pd.factorize(cells.to_numpy(object))
+    marked = np.array([isinstance(cell, str) and cell.startswith(ESCAPE) for cell in uniques], bool)
+    escaped = (codes >= 0) & marked[codes]
+    if not escaped.any():
+        return cells, escaped
+    text = cells.to_numpy(object).copy()
+    text[escaped] = [cell[1:] for cell in text[escaped]]
+    kind = "category" if isinstance(cells.dtype, pd.CategoricalDtype) else cells.dtype
+    return pd.Series(text, index=cells.index, name=cells.name).astype(kind), escaped
+
+
+def _parsed(path, **kwargs) -> pd.DataFrame:
+    """read_csv with floats read exactly (the C parser's round_trip). The C parser ends a cell at a
+    NUL character, which a raw cell of quarantine.csv may hold (the Python parser keeps it but
+    rounds some floats wrongly): a file holding one is parsed with a character it does not hold in
+    place of each NUL, put back afterwards."""
+    data = Path(path).read_bytes()
+    if b"\0" not in data:
+        return pd.read_csv(path, float_precision="round_trip", **kwargs)
+    text = data.decode("utf-8")
+    stand_in = next(chr(code) for code in range(0xE000, 0xF900) if chr(code) not in text)
+    frame = pd.read_csv(io.StringIO(text.replace("\0", stand_in)), float_precision="round_trip", **kwargs)
+
+    def restored(cell):
+        return cell.replace(stand_in, "\0") if isinstance(cell, str) else cell
+
+    frame.columns = [restored(name) for name in frame.columns]
+    for i in np.flatnonzero((frame.dtypes == object).to_numpy()):
+        frame.isetitem(i, frame.iloc[:, i].map(restored))
+    return frame
+
+
+def _as_written(per_column):
+    """A per-column read option (dtype, na_values) keyed by the header names as written."""
+    if not isinstance(per_column, dict):
+        return per_column
+    names = pd.Series([str(name) for name in per_column], dtype=object)
+    return dict(zip(_escaped(names), per_column.values()))
 
 
 def read_result_csv(path, **kwargs) -> pd.DataFrame:
-    """Read a CSV this workflow wrote: ids as text, floats exactly as written (round-trip parser)."""
-    dtype = {"patient_id": str, "treated_id": str, "control_id": str} | kwargs.pop("dtype", {})
+    """Read a CSV this workflow wrote: ids as text, floats exactly as written (round-trip parser),
+    every escaped cell and header name as it was before write_csv escaped it. Options given per
+    column (``dtype``, ``na_values``) name the columns as the frame did.
+
+    A column that held escaped cells and, unescaped, holds only numbers (a float column with -inf)
+    becomes float again, as read_csv reads it unescaped, unless ``dtype`` names the column's type.
+    """
+    dtype = kwargs.pop("dtype", {})
+    dtype = TEXT_COLUMNS | dtype if isinstance(dtype, dict) else dtype
+    per_column = {"dtype": dtype, "na_values": kwargs.pop("na_values", None)}
+    by_column = {key: _as_written(value) for key, value in per_column.items() if value is not None}
     with _readable(path):
-        return pd.read_csv(path, dtype=dtype, float_precision="round_trip", **kwargs)
+        frame = _parsed(path, **by_column, **kwargs)
+    frame.columns = _unescaped(pd.Series(frame.columns, dtype=object))[0].tolist()
+    for i, name in enumerate(frame.columns):
+        values, escaped = _unescaped(frame.iloc[:, i])
+        if not escaped.any():
+            continue
+        untyped = isinstance(dtype, dict) and name not in dtype
+        if untyped and all(_READ_AS_NUMBER.fullmatch(str(cell)) for cell in values.dropna().unique()):
+            values = values.astype("float64")
+        frame.isetitem(i, values)
+    return frame
 
 
 def write_parquet(frame: pd.DataFrame, path) -> None:

@@ -1,7 +1,9 @@
 """Typed ingest settings from the partial config blocks the tests write, with the schema's
 defaults filled in as the workflow fills them (pipeline.config.validate.block_with_defaults)."""
+import copy
+
 from pipeline.config.settings import Center, Outcome, Registry, Variable
-from pipeline.config.validate import block_with_defaults
+from pipeline.config.validate import block_with_defaults, fill_defaults, load_schema
 
 
 def as_center(block: dict | None = None) -> Center:
@@ -17,5 +19,5 @@ def as_outcome(block: dict) -> Outcome:
 
 
 def as_registry(block: dict) -> Registry:
-    return Registry(as_variables(block["variables"]),
-                    {name: as_center(center) for name, center in block["centers"].items()})
+    schema = load_schema()
+    return Registry.from_dict(fill_defaults(copy.deepcopy(block), schema["properties"]["registry"], schema))

@@ -1,4 +1,5 @@
-"""Balance (MatchIt summary() conventions), Table 1 and the diagnostic figures."""
+"""Balance (MatchIt summary() conventions; cobalt's SMD denominators for weighting), Table 1 and the
+diagnostic figures."""
 
 from pathlib import Path
 
@@ -116,6 +117,35 @@ def test_constant_in_treated_falls_back_to_pooled_sd():
     X = pd.DataFrame({"x": [5.0, 5.0, 5.0, 1.0, 3.0]})
     row = balance_table(X, np.array([1, 1, 1, 0, 0]), np.ones(5)).iloc[0]
     assert row["smd_before"] == pytest.approx(3.0 / np.sqrt(0.5))
+
+
+def test_smd_denominator_per_estimand_by_hand():
+    """cobalt's s.d.denom: ATT the treated SD; ATE "pooled", sqrt of the mean of the arms' variances;
+    ATO "weighted", the SD of both arms together under the (overlap) weights; the same before and after."""
+    X = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, 2.0, 4.0, 6.0, 8.0]})
+    treated = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    w = np.array([1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 1.0, 3.0])
+    diff_before = 2.5 - 5.0
+    diff_after = (1 + 2 + 6 + 8) / 6 - (2 + 4 + 6 + 24) / 6
+    sd = {"ATT": np.sqrt(5 / 3), "ATE": np.sqrt((5 / 3 + 20 / 3) / 2)}
+    wn = w / w.sum()                                # reliability-weights variance of all eight
+    mean = np.sum(wn * X.x)
+    sd["ATO"] = np.sqrt(np.sum(wn * (X.x - mean) ** 2) / (1 - np.sum(wn ** 2)))
+    for estimand, denominator in sd.items():
+        row = balance_table(X, treated, w, estimand=estimand).iloc[0]
+        assert row["smd_before"] == pytest.approx(diff_before / denominator), estimand
+        assert row["smd_after"] == pytest.approx(diff_after / denominator), estimand
+
+
+def test_binary_denominators_per_estimand_use_proportions():
+    X = pd.DataFrame({"b": [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]})
+    treated = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    w = np.array([1.0, 1.0, 1.0, 1.0, 3.0, 1.0, 1.0, 1.0])
+    ate = balance_table(X, treated, w, estimand="ATE").iloc[0]
+    assert ate["smd_before"] == pytest.approx(0.5 / np.sqrt(3 / 16))     # both arms p(1-p) = 3/16
+    p = (3 + 3) / 10                                                     # weighted share of 1s overall
+    ato = balance_table(X, treated, w, estimand="ATO").iloc[0]
+    assert ato["smd_after"] == pytest.approx((0.75 - 0.5) / np.sqrt(p * (1 - p)))
 
 
 def test_variance_ratio_flag_and_failures_as_data():

@@ -5,6 +5,7 @@ import pytest
 
 from pipeline.config.settings import Outcome, Selection
 from pipeline.design.cohort import build_cohort
+from pipeline.ingest.followup import followup_columns
 
 ANALYSIS = {
     "treatment": {"column": "treatment", "treated": "resection", "control": "iat"},
@@ -18,7 +19,9 @@ OUTCOME = Outcome.from_dict({"time_zero": "start", "end": "stop", "event": "dead
 
 
 def build(registry, analysis, outcome=OUTCOME, time_unit="days"):
-    return build_cohort(registry, Selection.from_dict(analysis), outcome, time_unit, id_column="pid")
+    """The cohort of a registry harmonized as ingest does it (with its time and event columns)."""
+    harmonized = registry.assign(**followup_columns(dict(registry.items()), outcome, time_unit))
+    return build_cohort(harmonized, Selection.from_dict(analysis), outcome, time_unit, id_column="pid")
 
 
 def _registry() -> pd.DataFrame:
@@ -89,3 +92,26 @@ def test_a_cohort_without_an_arm_is_not_estimable_with_the_reason():
     assert "the cohort is empty" in empty["reason"]
     _, both = build(_registry(), dict(ANALYSIS, missing="indicator"), time_unit="days")
     assert both["estimable"] is True and "reason" not in both
+
+
+def test_a_binary_treatment_column_with_treated_1_and_control_0():
+    registry = _registry().assign(surgery=pd.array([1, 0, 0, 1, None, 1], dtype="Int8"))
+    analysis = dict(ANALYSIS, treatment={"column": "surgery", "treated": 1, "control": 0}, cohort=[],
+                    missing="indicator")
+    cohort, attrition = build(registry, analysis)
+    assert attrition["steps"][0] == {"criterion": "surgery is 1 or 0", "before": 6, "after": 5, "excluded": 1,
+                                     "reason": "other treatment or missing"}
+    assert cohort["patient_id"].tolist() == ["1", "2", "3", "4", "6"]
+    assert cohort["treated"].tolist() == [True, False, False, True, True]
+    assert (attrition["n_treated"], attrition["n_control"]) == (3, 2)
+
+
+def test_time_is_the_harmonized_follow_up_whatever_the_center_sent():
+    """A center that sent days has no dates: its rows' time is the one ingest harmonized."""
+    registry = _registry().assign(**followup_columns(dict(_registry().items()), OUTCOME, "months"))
+    registry.loc[4, ["start", "stop"]] = pd.NaT
+    registry.loc[4, "time"] = 2.5
+    cohort, _ = build_cohort(registry, Selection.from_dict(dict(ANALYSIS, cohort=[], missing="indicator")), OUTCOME,
+                             "months", id_column="pid")
+    assert cohort["patient_id"].tolist() == ["1", "2", "3", "5"]
+    assert cohort["time"].tolist() == [30 / 30.4375, 366 / 30.4375, 60 / 30.4375, 2.5]

@@ -167,3 +167,77 @@ def test_method_choices_come_from_the_registries():
     analysis = load_schema()["$defs"]["analysis"]["properties"]
     assert analysis["matching"]["properties"]["method"]["enum"] == list(METHODS)
     assert analysis["propensity"]["properties"]["model"]["enum"] == list(MODELS)
+
+
+# --- a binary treatment column, the centers' own id numbering and outcome forms -----------------
+
+def _binary_treatment(config, treated, control):
+    analysis = config["analyses"]["all_patients"]
+    analysis.update(treatment={"column": "functional", "treated": treated, "control": control}, subgroups=[],
+                    covariates=[c for c in analysis["covariates"] if c != "functional"])
+    return config
+
+
+@pytest.mark.parametrize("treated, control", [(1, 0), (True, False), ("yes", "no"), ("1", "0"), (0, 1)])
+def test_a_binary_treatment_column_accepts_the_binary_spellings(demo_config, treated, control):
+    study = Study.from_config(prepare_config(_binary_treatment(demo_config, treated, control), REPO))
+    treatment = study.analyses["all_patients"].treatment
+    expected = (1, 0) if treated in (1, True, "yes", "1") else (0, 1)
+    assert (treatment.treated, treatment.control) == expected
+    assert treatment.label("treated") == f"functional = {expected[0]}"
+
+
+@pytest.mark.parametrize("treated, control, problem", [
+    (2, 0, "treatment.treated: '2' is not a level of functional (a binary column: 1/0 or true/false)"),
+    ("maybe", 0, "treatment.treated: 'maybe' is not a level of functional (a binary column: 1/0 or true/false)"),
+    (1, True, "treatment: treated and control must differ"),
+    ("no", 0, "treatment: treated and control must differ"),
+])
+def test_a_binary_treatment_column_needs_two_different_known_levels(demo_config, treated, control, problem):
+    with pytest.raises(ConfigError) as err:
+        prepare_config(_binary_treatment(demo_config, treated, control), REPO)
+    assert f"analyses.all_patients.{problem}" in str(err.value)
+
+
+def test_a_treatment_column_must_be_category_or_binary_and_levels_are_text(demo_config):
+    assert _problems(demo_config, treatment={"column": "ki67", "treated": 1, "control": 0}) == [
+        "treatment.column: 'ki67' must be a category or binary variable"]
+    assert _problems(demo_config, treatment={"column": "treatment", "treated": True, "control": "iat"}) == [
+        "treatment.treated: 'True' is not a level of treatment (['resection', 'iat'])"]
+
+
+def test_an_unquoted_number_names_a_category_level(demo_config):
+    demo_config["registry"]["variables"]["grade"]["levels"] = ["1", "2", "3"]
+    demo_config["registry"]["centers"]["center_d"]["codes"]["grade"] = {"Grade 1": "1", "Grade 2": "2", "Grade 3": "3"}
+    analysis = demo_config["analyses"]["all_patients"]
+    analysis.update(treatment={"column": "grade", "treated": 3, "control": 1}, subgroups=[],
+                    covariates=[c for c in analysis["covariates"] if c != "grade"])
+    treatment = prepare_config(demo_config, REPO)["analyses"]["all_patients"]["treatment"]
+    assert (treatment["treated"], treatment["control"]) == ("3", "1")
+
+
+def test_id_scope_defaults_to_global_and_knows_two_scopes(demo_config):
+    assert Study.from_config(prepare_config(demo_config, REPO)).registry.id_scope == "global"
+    demo_config["registry"]["id_scope"] = "site"
+    with pytest.raises(ConfigError, match=r"registry.id_scope: 'site' is not one of \['global', 'center'\]"):
+        prepare_config(demo_config, REPO)
+
+
+@pytest.mark.parametrize("outcome, expected", [
+    ({"time": "age", "event": "death", "time_unit": "fortnights"}, "'fortnights' is not one of"),
+    ({"time": "age", "event": "death", "name": "os"}, "Additional properties are not allowed"),
+    ({"time_zero": "treatment_date", "event": "death"}, "'end' is a required property"),
+])
+def test_a_centers_outcome_has_the_two_forms(demo_config, outcome, expected):
+    demo_config["registry"]["centers"]["center_e"]["outcome"] = outcome
+    with pytest.raises(ConfigError) as err:
+        prepare_config(demo_config, REPO)
+    assert "registry.centers.center_e.outcome" in str(err.value) and expected in str(err.value)
+
+
+def test_a_centers_outcome_variables_cannot_be_covariates(demo_config):
+    demo_config["registry"]["variables"]["fu_days"] = {"type": "integer"}
+    demo_config["registry"]["centers"]["center_e"]["outcome"] = {"time": "fu_days", "event": "death",
+                                                                  "time_unit": "days"}
+    assert _problems(demo_config, covariates=["age", "fu_days"]) == [
+        "covariates: 'fu_days' is the treatment or part of the outcome"]

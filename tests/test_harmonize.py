@@ -52,10 +52,11 @@ def raw_frame(rows, header=HEADER):
     return frame
 
 
-def harmonize_raw(raw, center=CENTER, variables=VARIABLES, outcome=OUTCOME, center_id="c1", source_file="c1.csv"):
+def harmonize_raw(raw, center=CENTER, variables=VARIABLES, outcome=OUTCOME, center_id="c1", source_file="c1.csv",
+                  time_unit="months"):
     """harmonize_center on the config blocks written here (as typed settings with the schema's defaults)."""
     return harmonize_center(raw, center_id, as_center(center), as_variables(variables), as_outcome(outcome),
-                            source_file, today=TODAY)
+                            source_file, time_unit, today=TODAY)
 
 
 def harmonize(rows, center=CENTER, variables=VARIABLES, outcome=OUTCOME, header=HEADER):
@@ -71,10 +72,10 @@ def with_cell(column, value, row=0):
 def test_valid_extract_is_accepted_with_dataflow_dtypes():
     accepted, quarantine, summary = harmonize(GOOD_ROWS)
     assert quarantine.empty and summary["quarantined"] == 0 and summary["accepted"] == 4
-    assert list(accepted.columns) == ["center", "source_row", *VARIABLES]
+    assert list(accepted.columns) == ["center", "source_row", *VARIABLES, "time", "event"]
     expected = {"center": "string", "source_row": "int64", "patient_id": "string", "treatment": "string",
                 "treatment_date": "datetime64[ns]", "age": "float64", "sex": "string", "ecog": "Int64",
-                "functional": "Int8", "death": "Int8"}
+                "functional": "Int8", "death": "Int8", "time": "float64", "event": "Int8"}
     assert {c: str(accepted[c].dtype) for c in expected} == expected
     assert accepted["treatment"].tolist() == ["resection", "iat", "iat", "resection"]
     assert accepted["sex"].tolist() == ["male", "female", "female", "male"]
@@ -85,6 +86,10 @@ def test_valid_extract_is_accepted_with_dataflow_dtypes():
     assert accepted["ecog"].tolist() == [1, 0, pd.NA, 4]
     assert accepted["source_row"].tolist() == [2, 3, 4, 5]
     assert summary["missing"]["functional"] == 1 and summary["missing"]["death_date"] == 3
+    # the harmonized outcome: follow-up from the dates (1826, 765, 1461 and 731 days) in months
+    assert accepted["time"].tolist() == [days / 30.4375 for days in (1826, 765, 1461, 731)]
+    assert accepted["event"].tolist() == accepted["death"].tolist() == [0, 1, 0, 1]
+    assert "time" not in summary["missing"] and "event" not in summary["missing"]
 
 
 DEFECTS = [  # (column, bad value, reason code, text the reason must contain)
@@ -250,6 +255,65 @@ def test_ready_time_outcome_rejects_negative_follow_up_and_keeps_zero():
     assert quarantine["reason_code"].tolist() == ["negative_followup", "missing_required"]
 
 
+# --- a center sending its own outcome form (registry.centers.<id>.outcome)
+
+DAYS_VARIABLES = {**VARIABLES, "fu_days": {"type": "integer"}}
+DAYS_HEADER = ["pid", "tx", "fu_days", "tod"]
+DAYS_CENTER = {"columns": {"pid": "patient_id", "tx": "treatment", "tod": "death"},
+               "codes": {"treatment": {"RES": "resection", "TACE": "iat"}},
+               "outcome": {"time": "fu_days", "event": "death", "time_unit": "days"}}
+
+
+def test_a_center_sending_days_is_harmonized_to_the_studys_time_unit():
+    rows = [["D1", "RES", "1826", "0"], ["D2", "TACE", "765", "1"], ["D3", "TACE", "0", "1"],
+            ["D4", "RES", "-2", "0"], ["D5", "RES", "", "1"]]
+    accepted, quarantine, summary = harmonize(rows, center=DAYS_CENTER, variables=DAYS_VARIABLES, header=DAYS_HEADER)
+    # the dates the study's outcome names are not required of this center; its days are
+    assert accepted["patient_id"].tolist() == ["D1", "D2", "D3"]
+    assert accepted["treatment_date"].isna().all()
+    assert accepted["time"].tolist() == [1826 / 30.4375, 765 / 30.4375, 0.0]   # zero follow-up is kept
+    assert accepted["event"].tolist() == [0, 1, 1]
+    assert quarantine["reason_code"].tolist() == ["negative_followup", "missing_required"]
+    assert "fu_days: follow-up time '-2' is negative" in quarantine.loc[0, "reason"]
+    assert summary["rows_read"] == 5
+
+
+def test_the_same_follow_up_sent_as_dates_or_as_days_gets_the_same_time():
+    as_dates = harmonize(GOOD_ROWS)[0]   # 1826, 765, 1461 and 731 days
+    days = [["P1", "RES", "1826", "0"], ["P2", "TACE", "765", "1"], ["P3", "TACE", "1461", "0"],
+            ["P4", "RES", "731", "1"]]
+    as_days = harmonize(days, center=DAYS_CENTER, variables=DAYS_VARIABLES, header=DAYS_HEADER)[0]
+    assert as_days["time"].tolist() == as_dates["time"].tolist()        # bit for bit
+    assert as_days["event"].tolist() == as_dates["event"].tolist()
+
+
+@pytest.mark.parametrize("given_in, study_unit, value, expected", [
+    ("weeks", "months", "10", 70 / 30.4375),
+    ("months", "days", "2", 2 * 30.4375),
+    ("years", "years", "0.3", 0.3),          # in the study's unit: the value itself, not via days
+    (None, "years", "0.3", 0.3),             # no time_unit: the study's
+])
+def test_a_ready_time_is_converted_from_the_centers_unit(given_in, study_unit, value, expected):
+    variables = {"patient_id": {"type": "id"}, "fu": {"type": "numeric"}, "dead": {"type": "binary"}}
+    outcome = {"time": "fu", "event": "dead"} | ({"time_unit": given_in} if given_in else {})
+    raw = raw_frame([["A", value, "0"]], header=["patient_id", "fu", "dead"])
+    study_outcome = {"time": "fu", "event": "dead"}
+    accepted = harmonize_raw(raw, {"outcome": outcome}, variables, study_outcome, time_unit=study_unit)[0]
+    assert accepted["time"].tolist() == [expected] and accepted["fu"].tolist() == [float(value)]
+
+
+def test_a_center_sending_dates_keeps_the_event_date_checks_in_a_study_of_ready_times():
+    variables = {**VARIABLES, "os": {"type": "numeric"}}
+    center = {**CENTER, "outcome": {"time_zero": "treatment_date", "end": "last_followup_date", "event": "death",
+                                    "event_date": "death_date"}}
+    rows = [list(r) for r in GOOD_ROWS]
+    rows[1][HEADER.index("tod_datum")] = "21.07.2006"   # death after the end of follow-up
+    accepted, quarantine, _ = harmonize(rows, center=center, variables=variables,
+                                        outcome={"time": "os", "event": "death"})
+    assert quarantine["reason_code"].tolist() == ["event_date_mismatch"]
+    assert accepted["time"].tolist() == [1826 / 30.4375, 1461 / 30.4375, 731 / 30.4375]
+
+
 def test_death_on_the_day_of_treatment_is_accepted():
     """Operative mortality is data: dropping it would bias surgery against a non-surgical arm."""
     rows = [list(r) for r in GOOD_ROWS]
@@ -302,12 +366,13 @@ def center_part(center, ids):
 
 def test_merge_moves_ids_shared_across_centers_to_quarantine():
     parts = [center_part("a", ["X1", "X2", "X3"]), center_part("b", ["Y1", "X2"]), center_part("c", ["Z1"])]
-    accepted, quarantine, summary = merge_centers(parts, "patient_id")
+    accepted, quarantine, summary = merge_centers(parts, "patient_id", "global")
     assert accepted["patient_id"].tolist() == ["X1", "X3", "Y1", "Z1"]
     assert quarantine[["center", "source_row"]].values.tolist() == [["a", 3], ["b", 3]]
     assert set(quarantine["reason_code"]) == {"duplicate_id_across_centers"}
     assert "a row 3, b row 3" in quarantine.loc[0, "reason"]
     assert quarantine.loc[1, "source_file"] == "b.csv" and quarantine.loc[0, "treatment"] == "iat"
+    assert "time" not in quarantine and "event" not in quarantine   # raw values: the variables only
     a, b = summary["centers"]["a"], summary["centers"]["b"]
     assert (a["rows_read"], a["accepted"], a["quarantined"]) == (3, 2, 1)
     assert (b["rows_read"], b["accepted"], b["quarantined"]) == (2, 1, 1)
@@ -315,11 +380,30 @@ def test_merge_moves_ids_shared_across_centers_to_quarantine():
     assert summary["total"]["reasons"] == {"duplicate_id_across_centers": 2}
 
 
+def test_with_center_scope_each_center_numbers_its_own_patients():
+    parts = [center_part("a", ["1", "2", "3"]), center_part("b", ["1", "2"])]
+    accepted, quarantine, summary = merge_centers(parts, "patient_id", "center")
+    assert accepted["patient_id"].tolist() == ["a:1", "a:2", "a:3", "b:1", "b:2"]
+    assert quarantine.empty and summary["total"]["accepted"] == 5
+    _, shared, _ = merge_centers(parts, "patient_id", "global")       # the same ids, one consortium-wide numbering
+    assert shared["reason_code"].tolist() == ["duplicate_id_across_centers"] * 4
+
+
+def test_with_center_scope_duplicates_within_a_center_are_still_quarantined_with_the_raw_id():
+    rows = [list(r) for r in GOOD_ROWS[:3]]
+    rows[0][0], rows[1][0], rows[2][0] = "7", "7", "8"
+    part = harmonize_raw(raw_frame(rows), center_id="a", source_file="a.csv")
+    accepted, quarantine, _ = merge_centers([part, center_part("b", ["7"])], "patient_id", "center")
+    assert accepted["patient_id"].tolist() == ["a:8", "b:7"]
+    assert quarantine["reason_code"].tolist() == ["duplicate_id", "duplicate_id"]
+    assert quarantine["pid"].tolist() == ["7", "7"]
+
+
 def test_each_center_and_the_merge_log_what_they_did(caplog):
     rows = [*with_cell("alter", "sixty", row=1), [" "] * len(HEADER)]
     with caplog.at_level(logging.INFO, logger="pipeline.ingest"):
         bad = harmonize_raw(raw_frame(rows), center_id="z", source_file="z.csv")
-        merge_centers([bad, center_part("a", ["P1"])], "patient_id")
+        merge_centers([bad, center_part("a", ["P1"])], "patient_id", "global")
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert "z (z.csv): 5 rows read, 3 accepted, 2 quarantined (empty_row 1, not_a_number 1); 0 warnings" in lines
     assert "a (a.csv): 1 rows read, 1 accepted, 0 quarantined; 0 warnings" in lines
@@ -329,7 +413,7 @@ def test_each_center_and_the_merge_log_what_they_did(caplog):
 
 def test_merge_keeps_config_order_and_each_centers_quarantine():
     bad = harmonize_raw(raw_frame(with_cell("alter", "sixty", row=1)), center_id="z", source_file="z.csv")
-    accepted, quarantine, summary = merge_centers([bad, center_part("a", ["A1"])], "patient_id")
+    accepted, quarantine, summary = merge_centers([bad, center_part("a", ["A1"])], "patient_id", "global")
     assert list(summary["centers"]) == ["z", "a"]
     assert accepted["center"].tolist() == ["z"] * 3 + ["a"]
     assert quarantine["center"].tolist() == ["z"] and quarantine.loc[0, "alter"] == "sixty"
@@ -341,7 +425,7 @@ def test_merge_orders_quarantine_numerically_after_a_text_round_trip():
     for i in (7, 10):
         rows[i][HEADER.index("alter")] = "sixty"
     accepted, quarantine, summary = harmonize(rows)
-    _, merged, _ = merge_centers([(accepted, quarantine.astype("string"), summary)], "patient_id")
+    _, merged, _ = merge_centers([(accepted, quarantine.astype("string"), summary)], "patient_id", "global")
     assert merged["source_row"].tolist() == [9, 12] and merged["source_row"].dtype == "int64"
 
 

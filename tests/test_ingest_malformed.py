@@ -35,7 +35,7 @@ def ingest(path, center=None):
     center = as_center(center)
     raw = read_extract(path, center)
     accepted, quarantine, summary = harmonize_center(raw, "c", center, as_variables(VARIABLES), as_outcome(OUTCOME),
-                                                     str(path), today=dt.date(2026, 1, 1))
+                                                     str(path), "months", today=dt.date(2026, 1, 1))
     assert summary["rows_read"] == summary["accepted"] + summary["quarantined"] == len(raw)
     return raw, accepted, quarantine, summary
 
@@ -395,7 +395,7 @@ def test_utf8_declared_latin1_is_read_as_declared_with_a_warning(tmp_path, caplo
     [warning] = summary["warnings"]
     assert "c.csv" in warning and "valid UTF-8" in warning and "set read.encoding: utf-8" in warning
     assert warning in caplog.text
-    _, _, merged = merge_centers([(accepted, pd.DataFrame(columns=["center", "source_row"]), summary)], "pid")
+    _, _, merged = merge_centers([(accepted, pd.DataFrame(columns=["center", "source_row"]), summary)], "pid", "global")
     assert merged["centers"]["c"]["warnings"] == [warning]
 
 
@@ -550,5 +550,5 @@ def test_every_physical_line_is_accounted_for_and_no_accepted_value_changes(tmp_
         variables = {"c0": {"type": "id"}, "c1": {"type": "numeric"}, "c2": {"type": "binary"}}
         accepted, quarantine, summary = harmonize_center(raw, "x", as_center({"read": {"sep": sep}}),
                                                          as_variables(variables),
-                                                         as_outcome({"time": "c1", "event": "c2"}), "x.csv")
+                                                         as_outcome({"time": "c1", "event": "c2"}), "x.csv", "months")
         assert sorted([*accepted["source_row"], *quarantine["source_row"]]) == sorted(raw["source_row"])

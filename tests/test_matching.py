@@ -238,7 +238,7 @@ def stage_inputs(replace=False):
     distance = np.array([0.0, 0.05, 3.0, 1.0, 1.05, 0.92])
     treated = np.array([True, False, False, True, False, False])
     ids = [f"P{i}" for i in range(6)]
-    cohort = pd.DataFrame({"patient_id": ids, "treated": treated})
+    cohort = pd.DataFrame({"patient_id": ids, "center": ["a", "b", "a", "b", "a", "b"], "treated": treated})
     scores = pd.DataFrame({"patient_id": ids, "group": np.where(treated, "treated", "control"),
                            "ps": 1 / (1 + np.exp(-distance)), "distance": distance, "discarded": False})
     return cohort, scores, matching_settings(ratio=2, caliper=0.12, std_caliper=False, order="data", replace=replace)
@@ -259,9 +259,10 @@ def test_match_stage_writes_one_arm_column_and_only_the_matchings_own_counts():
     assert summary == {"estimable": True, "settings": matching.to_dict(), "caliper_raw": 0.12,
                        "n_treated_matched": 2, "n_treated_unmatched": 0, "n_controls_matched": 3,
                        "n_discarded_treated": 0, "n_discarded_control": 0}
-    published = published_matched(matched)
-    assert list(published.columns) == ["patient_id", "group", "subclass", "weight", "ps", "distance"]
+    published = published_matched(matched, cohort)
+    assert list(published.columns) == ["patient_id", "center", "group", "subclass", "weight", "ps", "distance"]
     assert published["group"].tolist() == ["treated", "control", "treated", "control", "control"]
+    assert published["center"].tolist() == ["a", "b", "b", "a", "b"]   # P0, P1, P3, P4, P5
 
 
 def test_match_stage_with_replacement_has_no_subclass():

@@ -234,3 +234,40 @@ def test_a_latin1_header_declared_utf8_names_the_byte(study):
     (workdir / "a.csv").write_bytes("pid;tx;op;Größe;fu;tod;functional\n".encode("latin-1"))
     [message] = registry_problems(config, workdir)
     assert message.startswith("registry.centers.a (a.csv): ") and "not valid utf-8 text (byte 0xf6)" in message
+
+
+# --- a center's own outcome form (registry.centers.<id>.outcome)
+
+def _days_center(config, workdir, outcome):
+    (workdir / "d.csv").write_text("pid,tx,fu_days,dead\n1,RES,30,0\n")
+    config["registry"]["variables"]["fu_days"] = {"type": "integer"}
+    config["registry"]["centers"]["d"] = {"path": "d.csv", "codes": {"treatment": {"RES": "resection"}},
+                                          "columns": {"pid": "patient_id", "tx": "treatment", "dead": "death"},
+                                          **({"outcome": outcome} if outcome else {})}
+
+
+def test_a_center_sending_days_needs_no_dates(study):
+    config, workdir = study
+    _days_center(config, workdir, {"time": "fu_days", "event": "death", "time_unit": "days"})
+    assert registry_problems(config, workdir) == []
+    _days_center(config, workdir, None)     # the study's outcome: its dates are required of every center
+    assert registry_problems(config, workdir) == [
+        f"registry.centers.d (d.csv): required variable '{var}' is provided by no column (add a columns entry "
+        f"'<source column>: {var}')" for var in ("treatment_date", "last_followup_date")]
+
+
+def test_a_centers_outcome_names_variables_of_the_right_types(study):
+    config, workdir = study
+    _days_center(config, workdir, {"time": "fu_weeks", "event": "age"})
+    messages = registry_problems(config, workdir)
+    assert messages[:2] == ["registry.centers.d.outcome.event: 'age' has type numeric; expected binary",
+                            "registry.centers.d.outcome.time: 'fu_weeks' is not a variable in registry.variables"]
+
+
+def test_follow_up_and_event_cannot_be_optional(study):
+    config, workdir = study
+    config["registry"]["variables"]["death"]["required"] = False
+    config["registry"]["variables"]["treatment_date"]["required"] = False
+    assert registry_problems(config, workdir) == [
+        f"outcome.{role}: '{var}' has required: false, but every row needs its follow-up and event (remove "
+        "required: false)" for role, var in (("time_zero", "treatment_date"), ("event", "death"))]

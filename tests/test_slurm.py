@@ -30,10 +30,11 @@ def snakemake_under_profile(study: Path, *extra: str, env: dict | None = None, t
 
 
 def workflow_rules(study: Path) -> set[str]:
-    """Every rule the workflow defines (`snakemake --list-rules`: one rule a line, its docstring after it)."""
+    """Every rule the workflow defines (`snakemake --list-rules`: one rule a line, its docstring after it,
+    continued on indented lines)."""
     result = snakemake_under_profile(study, "--list-rules")
     assert result.returncode == 0, result.stderr[-4000:]
-    return {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    return {line.split()[0] for line in result.stdout.splitlines() if line.strip() and not line[0].isspace()}
 
 
 def job_blocks(output: str) -> list[dict]:

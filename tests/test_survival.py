@@ -711,7 +711,7 @@ def test_stage_on_frames_matches_r_and_the_arrays(spec):
     expected = json.loads((REF / f"gbsg_{spec}_expected.json").read_text())["survival"]
     cohort, matched, pairs = gbsg_frames(spec)
     result, curves = survival_stage(cohort, matched, pairs, survival_settings(40, rmst_tau=expected["tau"]),
-                                    replace=False, seed=6, time_unit="months", relevant_hr=1.5)
+                                    seed=6, time_unit="months", relevant_hr=1.5)
     assert_matches(result, expected)
     d = gbsg_matched(spec)
     assert result == {**run(d, tau=expected["tau"], bootstrap=40, seed=6, pair_strata=d.subclass),
@@ -723,7 +723,7 @@ def test_stage_on_frames_matches_r_and_the_arrays(spec):
 
 def test_stage_with_replacement_clusters_on_the_patient_and_resamples_the_sets():
     cohort, matched, pairs = gbsg_frames("r1_replace")
-    result, _ = survival_stage(cohort, matched, pairs, survival_settings(40), replace=True, seed=5,
+    result, _ = survival_stage(cohort, matched, pairs, survival_settings(40), seed=5,
                                time_unit="months", relevant_hr=1.5)
     rows = R_WEIGHTED[(R_WEIGHTED.case == "gbsg_r1_replace") & (R_WEIGHTED.arm == "both")]
     expected = dict(zip(rows.quantity, rows.value))
@@ -741,11 +741,11 @@ def test_stage_with_replacement_clusters_on_the_patient_and_resamples_the_sets()
 def test_bootstrap_jobs_gathered_equal_the_stage_drawing_them(replace):
     cohort, matched, pairs = gbsg_frames("r1_replace" if replace else "r2_cal_logit")
     split = survival_settings(70, jobs=3)
-    gathered = np.concatenate([bootstrap_stage(cohort, matched, pairs, split, replace, 11, job)
+    gathered = np.concatenate([bootstrap_stage(cohort, matched, pairs, split, 11, job)
                                for job in range(3)])
     args = (cohort, matched, pairs)
-    whole = survival_stage(*args, survival_settings(70), replace, 11, "months", 1.5).result
-    gathered_run = survival_stage(*args, split, replace, 11, "months", 1.5, bootstrap_replicates=gathered)
+    whole = survival_stage(*args, survival_settings(70), 11, "months", 1.5).result
+    gathered_run = survival_stage(*args, split, 11, "months", 1.5, bootstrap_replicates=gathered)
     assert gathered_run.result == whole
     assert whole["rmst_difference"]["n_bootstrap"] == 70
 
@@ -756,7 +756,7 @@ def test_stage_logs_the_arms_the_headline_test_and_the_warnings(caplog):
     # keep only the treated patients' events: the hazard ratio is infinite (a warning)
     cohort = cohort.assign(event=np.where(cohort.patient_id.isin(treated_ids), cohort.event, 0))
     with caplog.at_level(logging.INFO, logger="pipeline.outcome.stage"):
-        result, _ = survival_stage(cohort, matched, pairs, survival_settings(), False, 1, "months", 1.5)
+        result, _ = survival_stage(cohort, matched, pairs, survival_settings(), 1, "months", 1.5)
     info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     events = cohort.event[cohort.patient_id.isin(treated_ids)].sum()
     assert any(m.startswith(f"treated: {len(treated_ids)} patients, {events} events") for m in info)

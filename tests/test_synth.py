@@ -176,7 +176,8 @@ def _harmonize_all(demo_config: dict, folder: Path, xlsx_as_csv: bool = False):
     for key, block in synth.center_config(folder.as_posix(), xlsx_as_csv).items():
         center = as_center(block)
         raw = ingest.read_extract(Path(center.path), center)
-        ok, bad, _ = harmonize.harmonize_center(raw, key, center, variables, outcome, center.path)
+        ok, bad, _ = harmonize.harmonize_center(raw, key, center, variables, outcome, center.path,
+                                               demo_config["time_unit"])
         accepted.append(ok)
         quarantined.append(bad)
     return pd.concat(accepted, ignore_index=True), pd.concat(quarantined, ignore_index=True)

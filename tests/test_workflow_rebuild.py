@@ -105,6 +105,7 @@ def test_a_survival_setting_reruns_only_what_depends_on_it(tmp_path):
     for analysis in config["analyses"].values():
         analysis["survival"]["bootstrap"] = 20
         analysis["subgroups"] = []
+        analysis["sensitivity"] = {}
     configfile = study / "two.yaml"
     configfile.write_text(yaml.safe_dump(config, sort_keys=False))
     assert run_snakemake(study, configfile).returncode == 0

@@ -24,6 +24,7 @@ from pipeline.ingest.harmonize import (
     required_variables,
 )
 from pipeline.ingest.extract import SEPARATORS, SOURCE_ROW, extract_format, read_header
+from pipeline.ingest.followup import center_outcome
 
 RESERVED_NAMES = ("center", SOURCE_ROW, "patient_id", "index_year", "time", "event", "treated", "group")
 """Columns the workflow adds to the harmonized registry or to an analysis cohort (patient_id is
@@ -36,10 +37,12 @@ def registry_problems(registry: Registry, outcome: Outcome, workdir: Path) -> li
     """Every problem found in registry.variables, registry.centers and outcome (empty list: all fine)."""
     variables = registry.variables
     messages = check_variables(variables) + check_outcome(outcome, variables)
-    required = required_variables(variables, outcome)
     provided: set[str] = set()
     all_read = True
     for center_id, center in registry.centers.items():
+        if center.outcome is not None:
+            messages += check_outcome(center.outcome, variables, f"registry.centers.{center_id}.outcome")
+        required = required_variables(variables, center_outcome(center, outcome))
         found, header_read = _check_center(center_id, center, variables, required, Path(workdir), messages)
         provided |= found
         all_read &= header_read
@@ -89,15 +92,19 @@ def _check_bounds(key: str, spec: Variable) -> list[str]:
     return []
 
 
-def check_outcome(outcome: Outcome, variables: dict[str, Variable]) -> list[str]:
-    """The outcome's roles name declared variables of the right types."""
+def check_outcome(outcome: Outcome, variables: dict[str, Variable], key: str = "outcome") -> list[str]:
+    """The outcome's roles (``key``: the study's outcome or a center's) name declared variables of
+    the right types, and follow-up and event cannot be optional: every row needs them."""
     messages = []
     for role, var in outcome_roles(outcome).items():
         if var not in variables:
-            messages.append(f"outcome.{role}: '{var}' is not a variable in registry.variables")
+            messages.append(f"{key}.{role}: '{var}' is not a variable in registry.variables")
         elif variables[var].type not in ROLE_TYPES[role]:
-            messages.append(f"outcome.{role}: '{var}' has type {variables[var].type}; expected "
+            messages.append(f"{key}.{role}: '{var}' has type {variables[var].type}; expected "
                             f"{' or '.join(ROLE_TYPES[role])}")
+        elif role != "event_date" and variables[var].required is False:
+            messages.append(f"{key}.{role}: '{var}' has required: false, but every row needs its follow-up "
+                            "and event (remove required: false)")
     return messages
 
 

@@ -95,12 +95,14 @@ class Center(Settings):
     columns: dict[str, str | None]
     codes: dict[str, dict]
     scale: dict[str, float]
+    outcome: Outcome | None       # this center's own outcome form; None: the study's
 
 
 @dataclass(frozen=True)
 class Registry(Settings):
     variables: dict[str, Variable]
     centers: dict[str, Center]
+    id_scope: str                 # global: ids unique across centers; center: <center>:<id>
 
     @property
     def id_variable(self) -> str:
@@ -109,13 +111,17 @@ class Registry(Settings):
 
 @dataclass(frozen=True)
 class Outcome(Settings):
-    """Either dates (time_zero, end, event[, event_date]) or a ready time (time, event)."""
+    """Either dates (time_zero, end, event[, event_date]) or a ready time (time, event).
+
+    A center's own outcome (Center.outcome) has no name, and its ready time may have its own
+    ``time_unit`` (None: the study's)."""
     event: str
-    name: str
+    name: str | None
     time_zero: str | None
     end: str | None
     event_date: str | None
     time: str | None
+    time_unit: str | None
 
     @property
     def from_dates(self) -> bool:
@@ -126,14 +132,19 @@ class Outcome(Settings):
 
 @dataclass(frozen=True)
 class Treatment(Settings):
+    """The treatment column and its two compared levels: text for a category column, 1/0 for a
+    binary one (pipeline.config.validate turns the spellings true/false, yes/no into 1/0)."""
     column: str
-    treated: str
-    control: str
+    treated: str | int
+    control: str | int
     labels: dict[str, str] | None
 
     def label(self, arm: str) -> str:
-        """Display name of an arm ("treated" or "control")."""
-        return (self.labels or {}).get(arm, getattr(self, arm))
+        """Display name of an arm ("treated" or "control"); a binary column's arm by default as
+        "<column> = 1"."""
+        level = getattr(self, arm)
+        default = level if isinstance(level, str) else f"{self.column} = {level}"
+        return (self.labels or {}).get(arm, default)
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,25 @@ class Matching(Settings):
     order: str
     exact: tuple[str, ...]
     discard: str
+    distance: str
+    mahalanobis: tuple[str, ...]
+    min_controls: float | None
+    max_controls: float | None
+
+    def mahalanobis_covariates(self, covariates: tuple[str, ...]) -> tuple[str, ...]:
+        """The covariates of the Mahalanobis distance: those listed that the analysis has (a
+        subgroup analysis loses its subgroup variable, constant within it), else all of them."""
+        if not self.mahalanobis:
+            return tuple(covariates)
+        return tuple(name for name in self.mahalanobis if name in covariates)
+
+
+@dataclass(frozen=True)
+class Weighting(Settings):
+    """Propensity-score weights (design: weighting): pipeline.design.weighting."""
+    estimand: str
+    stabilize: bool
+    trim: float | None
 
 
 @dataclass(frozen=True)
@@ -195,14 +225,22 @@ class Analysis(Settings):
     covariates: tuple[str, ...]
     missing: str
     propensity: Propensity
+    design: str
     matching: Matching
+    weighting: Weighting
     survival: Survival
     subgroups: tuple[str, ...]
     derived_from: dict[str, Any] | None
 
     @property
+    def estimand(self) -> str:
+        """The estimand the design targets: matching's is the ATT, weighting's its configured one."""
+        return self.weighting.estimand if self.design == "weighting" else "ATT"
+
+    @property
     def selection(self) -> Selection:
-        needed = (*self.matching.exact, *((self.propensity.column,) if self.propensity.model == "precomputed" else ()))
+        exact = self.matching.exact if self.design == "matching" else ()
+        needed = (*exact, *((self.propensity.column,) if self.propensity.model == "precomputed" else ()))
         return Selection(self.treatment, self.cohort, self.min_days_at_risk, self.missing, self.covariates,
                          tuple(dict.fromkeys(needed)))
 

@@ -16,8 +16,9 @@ import yaml
 
 from pipeline.config.checks import registry_problems
 from pipeline.config.settings import Analysis, Propensity, Study, Treatment, Variable
+from pipeline.design.designs import apply_design
 from pipeline.errors import ConfigError
-from pipeline.ingest.harmonize import DTYPES, outcome_roles
+from pipeline.ingest.harmonize import BINARY_TOKENS, DTYPES, outcome_roles
 
 SCHEMA_PATH = Path(__file__).parent / "schema.yaml"
 
@@ -26,14 +27,19 @@ COVARIATE_TYPES = {"numeric", "integer", "binary", "category"}
 
 def load_schema() -> dict:
     """The config schema, its method choices taken from the method registries (a method added
-    there is a valid ``matching.method`` / ``propensity.model`` with no other change)."""
+    there is a valid ``matching.method`` / ``propensity.model`` / ``weighting.estimand`` and a
+    design of ``sensitivity.design`` with no other change)."""
+    from pipeline.design.designs import design_names
     from pipeline.design.matching import METHODS
     from pipeline.design.propensity import MODELS
+    from pipeline.design.weighting import SCHEMES
 
     schema = copy.deepcopy(_schema_file())
     analysis = schema["$defs"]["analysis"]["properties"]
     analysis["matching"]["properties"]["method"]["enum"] = list(METHODS)
     analysis["propensity"]["properties"]["model"]["enum"] = list(MODELS)
+    analysis["weighting"]["properties"]["estimand"]["enum"] = list(SCHEMES)
+    analysis["sensitivity"]["properties"]["design"]["items"]["enum"] = design_names()
     return schema
 
 
@@ -55,6 +61,7 @@ def prepare_config(config: dict, workdir: Path | str = ".") -> dict:
     problems = semantic_problems(config, Path(workdir))
     if problems:
         raise ConfigError("the config has problems:\n  - " + "\n  - ".join(problems))
+    _use_treatment_levels(config)
     return config
 
 
@@ -143,17 +150,53 @@ def _derived(analysis: dict, parent: str, **origin) -> dict:
 
 
 def sensitivity_variants(name: str, analysis: dict) -> dict:
-    grid = [(block, key, values) for block, settings in analysis["sensitivity"].items()
-            for key, values in settings.items()]
-    variants = {}
+    """Every combination of the grid's values, named by its values; ``design`` values
+    (pipeline.design.designs) set the design with its method or estimand. A combination that
+    repeats the analysis or an earlier combination (e.g. the analysis's own design, or weighting
+    designs that differ only in matching settings) is left out."""
+    grid = _grid(analysis["sensitivity"])
+    variants, seen = {}, [_design_settings(analysis)]
     for combination in itertools.product(*[values for _, _, values in grid]) if grid else []:
         child = _derived(analysis, name, variant={})
         for (block, key, _), value in zip(grid, combination):
-            child[block][key] = value
-            child["derived_from"]["variant"][f"{block}.{key}"] = value
+            if block == "design":
+                apply_design(child, value)
+                child["derived_from"]["variant"]["design"] = value
+            else:
+                child[block][key] = value
+                child["derived_from"]["variant"][f"{block}.{key}"] = value
+        if _design_settings(child) in seen:
+            continue
+        seen.append(_design_settings(child))
         suffix = "_".join(f"{key}-{value}" for (_, key, _), value in zip(grid, combination))
         variants[f"{name}__{suffix}"] = child
     return variants
+
+
+def _grid(sensitivity: dict) -> list[tuple[str, str, list]]:
+    """(block, key, values) per varied setting; the list of designs is one entry of its own."""
+    grid = []
+    for block, settings in sensitivity.items():
+        if block == "design":
+            grid.append(("design", "design", settings))
+        else:
+            grid += [(block, key, values) for key, values in settings.items()]
+    return grid
+
+
+WEIGHTING_USES_OF_MATCHING = ("caliper_scale", "discard")
+"""The matching settings a weighting design uses: both decide the propensity stage's discards."""
+
+
+def _design_settings(analysis: dict) -> dict:
+    """The settings that make the analysis what it is: not where it comes from, and of the matching
+    and weighting blocks only what its design uses."""
+    own = {k: v for k, v in analysis.items() if k not in ("derived_from", "sensitivity", "subgroups")}
+    if own["design"] == "weighting":
+        own["matching"] = {k: v for k, v in own["matching"].items() if k in WEIGHTING_USES_OF_MATCHING}
+    else:
+        own.pop("weighting")
+    return own
 
 
 def subgroup_analyses(name: str, analysis: dict, variables: dict) -> dict:
@@ -198,7 +241,8 @@ def analysis_columns(study: Study) -> dict[str, str]:
 
 def analysis_problems(analysis: Analysis, study: Study, columns: dict[str, str]) -> list[str]:
     problems = _treatment_problems(analysis.treatment, study.registry.variables)
-    outcome_vars = set(outcome_roles(study.outcome).values())
+    outcomes = [study.outcome, *(c.outcome for c in study.registry.centers.values() if c.outcome is not None)]
+    outcome_vars = {var for outcome in outcomes for var in outcome_roles(outcome).values()}
     for cov in analysis.covariates:
         if cov not in columns:
             problems.append(f"covariates: '{cov}' is not a registry variable")
@@ -218,6 +262,25 @@ def analysis_problems(analysis: Analysis, study: Study, columns: dict[str, str])
         elif columns[var] in {"id", "date", "numeric"}:
             problems.append(f"matching.exact: '{var}' has type {columns[var]}; exact matching needs "
                             "a category, binary or integer variable")
+    problems += _matching_problems(analysis)
+    return problems
+
+
+def _matching_problems(analysis: Analysis) -> list[str]:
+    """Settings of the matching block that only some methods or distances use."""
+    matching = analysis.matching
+    subgroup = (analysis.derived_from or {}).get("subgroup", {}).get("variable")
+    problems = [f"matching.mahalanobis: '{var}' is not a covariate of the analysis"
+                for var in matching.mahalanobis if var not in analysis.covariates and var != subgroup]
+    if matching.distance == "mahalanobis" and not matching.mahalanobis_covariates(analysis.covariates):
+        problems.append("matching.distance: mahalanobis needs covariates")
+    if matching.replace and matching.method != "nearest":
+        problems.append(f"matching.replace: {matching.method} matching is without replacement")
+    bounds = [key for key in ("min_controls", "max_controls") if getattr(matching, key) is not None]
+    if bounds and matching.method != "full":
+        problems += [f"matching.{key}: applies to method full only" for key in bounds]
+    elif len(bounds) == 2 and matching.min_controls > matching.max_controls:
+        problems.append("matching.min_controls: must not exceed max_controls")
     return problems
 
 
@@ -225,15 +288,37 @@ def _treatment_problems(treatment: Treatment, variables: dict[str, Variable]) ->
     column = treatment.column
     if column not in variables:
         return [f"treatment.column: '{column}' is not a registry variable"]
-    if variables[column].type != "category":
-        return [f"treatment.column: '{column}' must be a category variable"]
-    levels = list(variables[column].levels or ())
-    problems = [f"treatment.{arm}: '{level}' is not a level of {column} ({levels})"
-                for arm, level in (("treated", treatment.treated), ("control", treatment.control))
-                if level not in levels]
-    if treatment.treated == treatment.control:
+    spec = variables[column]
+    if spec.type not in ("category", "binary"):
+        return [f"treatment.column: '{column}' must be a category or binary variable"]
+    known = list(spec.levels or ()) if spec.type == "category" else "a binary column: 1/0 or true/false"
+    arms = {"treated": treatment.treated, "control": treatment.control}
+    levels = {arm: treatment_level(level, spec) for arm, level in arms.items()}
+    problems = [f"treatment.{arm}: '{arms[arm]}' is not a level of {column} ({known})"
+                for arm, level in levels.items() if level is None]
+    if arms["treated"] == arms["control"] or (None not in levels.values() and levels["treated"] == levels["control"]):
         problems.append("treatment: treated and control must differ")
     return problems
+
+
+def treatment_level(level, spec: Variable) -> str | int | None:
+    """A configured treatment level as the harmonized column holds it, None when it is not one of
+    its levels: for a category column the level's text (an unquoted number matches its text), for
+    a binary column 1 or 0 from any spelling a binary cell accepts (1/0, true/false, yes/no)."""
+    if spec.type == "binary":
+        return BINARY_TOKENS.get(str(level).strip().casefold())
+    text = None if isinstance(level, bool) else str(level)
+    return text if text in (spec.levels or ()) else None
+
+
+def _use_treatment_levels(config: dict) -> None:
+    """Each analysis's treated and control levels, in place, as the harmonized column holds them
+    (``treated: true`` of a binary column becomes 1): the stages compare them with its values."""
+    for analysis in config["analyses"].values():
+        treatment = analysis["treatment"]
+        spec = Variable.from_dict(config["registry"]["variables"][treatment["column"]])
+        for arm in ("treated", "control"):
+            treatment[arm] = treatment_level(treatment[arm], spec)
 
 
 def _propensity_problems(propensity: Propensity, covariates: tuple[str, ...], columns: dict[str, str]) -> list[str]:

@@ -1,10 +1,16 @@
-"""Covariate balance before and after matching, with MatchIt's ``summary()`` conventions (estimand ATT).
+"""Covariate balance before and after matching or weighting, with MatchIt's ``summary()`` conventions
+and, for the estimands of weighting, cobalt's (``bal.tab``) choice of SMD denominator.
 
 Per covariate column (every one-hot level of a category is its own row):
-- SMD: signed (treated minus control) mean difference divided by the SD of the treated units in the full
-  sample (n - 1 denominator; sqrt(p(1 - p)) for a 0/1 variable). The same denominator is used after
-  matching, where the means are weighted by the matching weights. A mean difference below
-  sqrt(machine epsilon) is reported unstandardized (as MatchIt does).
+- SMD: signed (treated minus control) mean difference divided by a standard deviation that depends on
+  the estimand (cobalt's ``s.d.denom`` for it; variances with an n - 1 denominator, p(1 - p) for a 0/1
+  variable):
+  ATT: the SD of the treated units in the full sample (MatchIt; the within-arm pooled SD when that
+  is zero); ATE: "pooled", the square root of the mean of the two arms' variances in the full sample;
+  ATO: "weighted", the SD of the whole sample (both arms together) weighted by the overlap weights.
+  The same denominator is used before and after, where the means are weighted by the matching or
+  weighting weights. A mean difference below sqrt(machine epsilon) is reported unstandardized (as
+  MatchIt does).
 - Variance ratio: treated over control variance, weighted after matching with the reliability-weights
   formula of R's cov.wt(); not reported (NaN) for 0/1 variables, whose variance follows from their mean.
 - eCDF mean / max: mean and maximum absolute difference of the (weighted) empirical CDFs of the arms,
@@ -64,8 +70,15 @@ def _pooled_sd(x: np.ndarray, treated: np.ndarray, binary: bool) -> float:
     return float(np.sqrt(variance))
 
 
-def smd_denominator(x: np.ndarray, treated: np.ndarray, binary: bool) -> float:
-    """SD of the treated in the full (unweighted) sample, or the pooled SD if that is zero or undefined."""
+def smd_denominator(x: np.ndarray, treated: np.ndarray, binary: bool, estimand: str = "ATT",
+                    weights: np.ndarray | None = None) -> float:
+    """The SMD's denominator for the estimand (see the module docstring); ``weights`` (the overlap
+    weights of every row) are needed for the ATO only."""
+    if estimand == "ATE":
+        variances = [weighted_variance(x[rows], np.ones(int(rows.sum())), binary) for rows in (treated, ~treated)]
+        return float(np.sqrt(np.mean(variances)))
+    if estimand == "ATO":
+        return float(np.sqrt(weighted_variance(x, weights, binary)))
     sd = np.sqrt(weighted_variance(x[treated], np.ones(int(treated.sum())), binary))
     if not np.isfinite(sd) or sd < _TINY:
         sd = _pooled_sd(x, treated, binary)
@@ -231,11 +244,13 @@ def _validated(X: pd.DataFrame, treated: np.ndarray, weights: np.ndarray) -> tup
 
 
 def balance_table(X: pd.DataFrame, treated: np.ndarray, weights: np.ndarray,
-                  binary: set[str] | None = None) -> pd.DataFrame:
-    """One row per column of X: SMD, variance ratio, eCDF mean/max before and after (weighted) matching.
+                  binary: set[str] | None = None, estimand: str = "ATT") -> pd.DataFrame:
+    """One row per column of X: SMD, variance ratio, eCDF mean/max before and after (weighted) matching
+    or weighting.
 
     ``binary`` names the columns to treat as 0/1 variables; by default MatchIt's rule (all values 0 or 1).
-    ``weights`` are the matching weights for every row of X (0 = unmatched).
+    ``weights`` are the matching or weighting weights for every row of X (0 = not in the sample);
+    ``estimand`` chooses the SMD denominator (smd_denominator).
     """
     treated, weights = _validated(X, treated, weights)
     stages = (ArmWeights(treated, np.ones(len(X))), ArmWeights(treated, weights))
@@ -245,7 +260,7 @@ def balance_table(X: pd.DataFrame, treated: np.ndarray, weights: np.ndarray,
         is_bin = is_binary(x) if binary is None else name in binary
         if is_bin and binary is not None and not is_binary(x):
             raise DataError(f"balance: column '{name}' is declared binary but has values other than 0 and 1")
-        denominator = smd_denominator(x, treated, is_bin)
+        denominator = smd_denominator(x, treated, is_bin, estimand, weights)
         if is_bin:
             before, after = (_binary_statistics(x, arms, denominator) for arms in stages)
         else:

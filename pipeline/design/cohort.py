@@ -9,16 +9,17 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config.settings import Outcome, Selection, Treatment
+from pipeline.ingest.followup import DAYS_PER_UNIT
 
 log = logging.getLogger(__name__)
-
-DAYS_PER_UNIT = {"days": 1.0, "weeks": 7.0, "months": 30.4375, "years": 365.25}
 
 
 def build_cohort(harmonized: pd.DataFrame, selection: Selection, outcome: Outcome, time_unit: str,
                  id_column: str = "patient_id") -> tuple[pd.DataFrame, dict]:
     """Apply an analysis's inclusion steps to the harmonized registry.
 
+    The registry holds every row's follow-up ``time`` in ``time_unit`` and its ``event``, however
+    its center sent them (pipeline.ingest.followup); ``time_unit`` here converts min_days_at_risk.
     Returns the analytic frame (patient_id, center, treated, covariates, time, event, and any
     column the propensity model or exact matching needs) and the attrition record written to
     cohort.json.
@@ -26,11 +27,11 @@ def build_cohort(harmonized: pd.DataFrame, selection: Selection, outcome: Outcom
     The steps narrow a row mask; the registry's rows are copied once, at the end, and only the
     columns the cohort keeps (a million-row registry has millions of string cells).
     """
-    data = add_derived_columns(harmonized, outcome, time_unit, id_column)
+    data = add_derived_columns(harmonized, outcome, id_column)
     treatment = selection.treatment
     steps = []
     keep = _step(steps, np.ones(len(data), dtype=bool), _treatment_mask(data, treatment),
-                 f"treatment is {treatment.treated} or {treatment.control}", "other treatment or missing")
+                 f"{treatment.column} is {treatment.treated} or {treatment.control}", "other treatment or missing")
     for query in selection.cohort:
         keep = _step(steps, keep, _query_mask(data, keep, query), query, "does not meet the inclusion criterion")
     if selection.min_days_at_risk > 0:
@@ -69,18 +70,15 @@ def cohort_estimability(attrition: dict, treatment: Treatment) -> dict:
     return {"estimable": False, "reason": reason, "stage": "cohort"}
 
 
-def add_derived_columns(harmonized: pd.DataFrame, outcome: Outcome, time_unit: str,
-                        id_column: str = "patient_id") -> pd.DataFrame:
-    """The registry's columns (id renamed to patient_id, not copied) plus `time` (in time_unit),
-    `event` (0/1) and, for date outcomes, `index_year`."""
+def add_derived_columns(harmonized: pd.DataFrame, outcome: Outcome, id_column: str = "patient_id") -> pd.DataFrame:
+    """The registry's columns (id renamed to patient_id, not copied) with `time` as float and
+    `event` as 0/1 and, for date outcomes, `index_year` (the year of time_zero; missing for a row
+    whose center sent a ready time without it)."""
     columns = {("patient_id" if name == id_column else name): values for name, values in harmonized.items()}
     if outcome.from_dates:
-        start, end = harmonized[outcome.time_zero], harmonized[outcome.end]
-        columns["time"] = (end - start).dt.days.astype(float) / DAYS_PER_UNIT[time_unit]
-        columns["index_year"] = start.dt.year.astype("Int64")
-    else:
-        columns["time"] = harmonized[outcome.time].astype(float)
-    columns["event"] = harmonized[outcome.event].astype(int)
+        columns["index_year"] = harmonized[outcome.time_zero].dt.year.astype("Int64")
+    columns["time"] = harmonized["time"].astype(float)
+    columns["event"] = harmonized["event"].astype(int)
     return pd.DataFrame(columns, index=harmonized.index, copy=False)
 
 

@@ -12,14 +12,16 @@ import logging
 import numpy as np
 import pandas as pd
 
-from pipeline.config.settings import Matching, PropensityDesign, Variable
+from pipeline.config.settings import Matching, PropensityDesign, Variable, Weighting
 from pipeline.design import matching as matching_methods
+from pipeline.design import weighting as weighting_schemes
 from pipeline.design.balance import balance_failed, balance_table, constant_covariates
 from pipeline.design.matching.common import MatchResult, common_support, matching_distance
 from pipeline.design.propensity import fit_propensity
 from pipeline.design.propensity.design_matrix import covariate_matrix
 from pipeline.design.propensity.diagnostics import ps_diagnostics
 from pipeline.design.table_one import table_one
+from pipeline.design.weighting.common import kish_ess, unweighable
 from pipeline.errors import NotEstimable
 
 log = logging.getLogger(__name__)
@@ -91,19 +93,22 @@ def exact_strata(cohort: pd.DataFrame, exact) -> np.ndarray | None:
 
 
 def match_stage(cohort: pd.DataFrame, scores: pd.DataFrame, matching: Matching, seed: int,
-                propensity_summary: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                propensity_summary: dict | None = None, covariates: pd.DataFrame | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Matched sample (matched.parquet), pairs (pairs.parquet) and summary (matching.json) with the
     analysis's matching method; NotEstimable (with the likely cause) when nobody matches.
 
     ``cohort``: patient_id, treated and the exact-matching variables, in the scores' order;
-    ``propensity_summary``: the propensity stage's summary, whose warnings explain a failed match."""
+    ``propensity_summary``: the propensity stage's summary, whose warnings explain a failed match;
+    ``covariates``: the design matrix of the Mahalanobis covariates (matching.distance: mahalanobis)."""
     treated = cohort["treated"].to_numpy(bool)
     discarded = scores["discarded"].to_numpy(bool)
     if discarded.all():
         raise NotEstimable("every patient is outside the common support of the propensity score "
                            f"(discard: {matching.discard})")
     result = matching_methods.match(scores["distance"].to_numpy(float), treated,
-                                    exact_strata(cohort, matching.exact), discarded, matching, seed)
+                                    exact_strata(cohort, matching.exact), discarded, matching, seed,
+                                    None if covariates is None else covariates.to_numpy(float))
     counts = result.counts
     log.info("matching (%s): %d of %d treated matched to %d controls; %d treated without a control within "
              "the caliper, %d treated and %d controls discarded; caliper in distance units: %s",
@@ -112,34 +117,43 @@ def match_stage(cohort: pd.DataFrame, scores: pd.DataFrame, matching: Matching, 
              result.caliper_raw)
     if counts["n_treated_matched"] == 0:
         raise NotEstimable(_why_nobody_matched(result, matching, propensity_summary or {}))
-    matched = _matched_sample(scores, treated, result, matching.replace)
-    ids = scores["patient_id"].to_numpy()
-    pairs = pd.DataFrame({
-        "treated_id": ids[result.pairs["treated_index"].to_numpy()],
-        "control_id": ids[result.pairs["control_index"].to_numpy()],
-        "slot": result.pairs["slot"].to_numpy(),
-        "distance_diff": result.pairs["distance_diff"].to_numpy(),
-    })
-    summary = {"estimable": True, "settings": matching.to_dict(), "caliper_raw": result.caliper_raw, **counts}
+    matched = _matched_sample(scores, treated, result, subclasses=not matching.replace)
+    pairs = _pairs_by_id(scores, result)
+    summary = {"estimable": True, "settings": matching.to_dict(), "caliper_raw": result.caliper_raw, **counts,
+               **result.details}
     return matched, pairs, summary
 
 
-def _matched_sample(scores: pd.DataFrame, treated: np.ndarray, result: MatchResult, replace: bool) -> pd.DataFrame:
+def _matched_sample(scores: pd.DataFrame, treated: np.ndarray, result: MatchResult, subclasses: bool) -> pd.DataFrame:
+    """The patients with a weight; ``subclasses``: whether they belong to one matched set each."""
     keep = result.weights > 0
     return pd.DataFrame({
         "patient_id": scores["patient_id"].to_numpy()[keep],
         "treated": treated[keep],
-        "subclass": _subclass_column(result.subclass[keep], replace),
+        "subclass": _subclass_column(result.subclass[keep], subclasses),
         "weight": result.weights[keep],
         "ps": scores["ps"].to_numpy()[keep],
         "distance": scores["distance"].to_numpy()[keep],
     })
 
 
-def published_matched(matched: pd.DataFrame) -> pd.DataFrame:
-    """matched.csv: the matched sample with its arm as the published ``group`` column."""
+def _pairs_by_id(scores: pd.DataFrame, result: MatchResult) -> pd.DataFrame:
+    """pairs.parquet: the result's pairs with the patients' ids."""
+    ids = scores["patient_id"].to_numpy()
+    return pd.DataFrame({
+        "treated_id": ids[result.pairs["treated_index"].to_numpy()],
+        "control_id": ids[result.pairs["control_index"].to_numpy()],
+        "slot": result.pairs["slot"].to_numpy(),
+        "distance_diff": result.pairs["distance_diff"].to_numpy(),
+    })
+
+
+def published_matched(matched: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
+    """matched.csv: the matched sample with each patient's center (from ``cohort``: patient_id,
+    center) and its arm as the published ``group`` column."""
     group = np.where(matched["treated"].to_numpy(bool), ARM_NAMES[True], ARM_NAMES[False])
-    return pd.DataFrame({"patient_id": matched["patient_id"], "group": group,
+    center = cohort.set_index("patient_id")["center"].reindex(matched["patient_id"]).to_numpy()
+    return pd.DataFrame({"patient_id": matched["patient_id"], "center": center, "group": group,
                          **{c: matched[c] for c in ("subclass", "weight", "ps", "distance")}})
 
 
@@ -158,11 +172,49 @@ def _why_nobody_matched(result: MatchResult, matching: Matching, propensity_summ
             f"{result.caliper_raw:.4g} in distance units{within}); {remedies}")
 
 
-def _subclass_column(subclass: np.ndarray, replace: bool) -> pd.Series:
-    """Matched-set ids; empty with replacement, where a control can belong to several sets."""
-    if replace:
+def _subclass_column(subclass: np.ndarray, subclasses: bool) -> pd.Series:
+    """Matched-set ids; empty without them (with replacement a control can belong to several
+    sets; a weighting design has none)."""
+    if not subclasses:
         return pd.Series([pd.NA] * len(subclass), dtype="Int64")
     return pd.Series(subclass, dtype="Int64")
+
+
+# --- weighting ------------------------------------------------------------------------------------
+
+def weighting_stage(cohort: pd.DataFrame, scores: pd.DataFrame, weighting: Weighting
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The weighted sample (matched.parquet: every patient with a weight, no matched sets), its empty
+    pairs (pairs.parquet) and the design's summary (matching.json); NotEstimable when an arm has no
+    patient left to weight. ``cohort``: patient_id and treated, in the scores' order."""
+    treated = cohort["treated"].to_numpy(bool)
+    ps = scores["ps"].to_numpy(float)
+    excluded = unweighable(ps, scores["discarded"].to_numpy(bool))
+    result = weighting_schemes.weigh(ps, treated, excluded, weighting)
+    counts = result.counts
+    scheme = weighting_schemes.SCHEMES[weighting.estimand]
+    log.info("weighting (%s): %d treated and %d controls weighted; %d treated and %d controls discarded "
+             "(common support or a score of exactly 0 or 1), %d and %d trimmed (bounds %s)", scheme.name,
+             counts["n_treated_matched"], counts["n_controls_matched"], counts["n_discarded_treated"],
+             counts["n_discarded_control"], counts["n_trimmed_treated"], counts["n_trimmed_control"],
+             result.trim_bounds)
+    for arm, n in (("treated", counts["n_treated_matched"]), ("control", counts["n_controls_matched"])):
+        if n == 0:
+            raise NotEstimable(f"no {arm} patient is left to weight (common support, scores of exactly 0 or 1"
+                               f"{', trimming' if weighting.trim is not None else ''})")
+    matched = _matched_sample(scores, treated, result, subclasses=False)
+    summary = {"estimable": True, "design": "weighting", "scheme": scheme.name, "estimand": weighting.estimand,
+               "settings": weighting.to_dict(), **counts,
+               "trim_bounds": None if result.trim_bounds is None else list(result.trim_bounds),
+               **{arm: _weights_summary(result.weights[rows]) for arm, rows in (("treated", treated),
+                                                                                ("control", ~treated))}}
+    return matched, _pairs_by_id(scores, result), summary
+
+
+def _weights_summary(weights: np.ndarray) -> dict:
+    """One arm's weights: Kish's effective sample size, the smallest and largest weight."""
+    used = weights[weights > 0]
+    return {"ess": kish_ess(used), "weight_min": float(used.min()), "weight_max": float(used.max())}
 
 
 # --- balance --------------------------------------------------------------------------------------
@@ -174,15 +226,17 @@ def matching_weights(cohort: pd.DataFrame, matched: pd.DataFrame) -> np.ndarray:
 
 
 def balance_stage(cohort: pd.DataFrame, scores: pd.DataFrame, matched: pd.DataFrame, covariates, missing: str,
-                  variables: dict[str, Variable], min_cell: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Balance table (balance.csv), Table 1 (table1.csv) and summary (balance.json)."""
+                  variables: dict[str, Variable], min_cell: int, estimand: str = "ATT"
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Balance table (balance.csv), Table 1 (table1.csv) and summary (balance.json); ``estimand``
+    (the design's) chooses the SMD denominator."""
     treated = cohort["treated"].to_numpy(bool)
     weights = matching_weights(cohort, matched)
     variables = analysis_variables(variables, cohort)
     X = covariate_matrix(cohort, covariates, missing, variables)
     binary = {c for c in X.columns if c not in variables or variables[c].type == "binary"}
-    balance = balance_table(X, treated, weights, binary=binary)
-    table1 = table_one(cohort, list(covariates), variables, treated, weights, min_cell)
+    balance = balance_table(X, treated, weights, binary=binary, estimand=estimand)
+    table1 = table_one(cohort, list(covariates), variables, treated, weights, min_cell, estimand=estimand)
     summary = {
         "estimable": True,
         "failed": balance_failed(balance),
@@ -191,10 +245,10 @@ def balance_stage(cohort: pd.DataFrame, scores: pd.DataFrame, matched: pd.DataFr
         "max_abs_smd_after": _largest_magnitude(balance["smd_after"]),
         "diagnostics_after": ps_diagnostics(scores["ps"].to_numpy(float), treated, weights),
     }
-    log.info("balance: %d covariate columns, largest |SMD| %s before and %s after matching",
-             len(balance), summary["max_abs_smd_before"], summary["max_abs_smd_after"])
+    log.info("balance (SMD denominators for the %s): %d covariate columns, largest |SMD| %s before and %s after",
+             estimand, len(balance), summary["max_abs_smd_before"], summary["max_abs_smd_after"])
     for column in summary["failed"]:
-        log.info("balance not achieved for %s: SMD %.3f, variance ratio %.2f after matching",
+        log.info("balance not achieved for %s: SMD %.3f, variance ratio %.2f after",
                  column["variable"], column["smd_after"], column["var_ratio_after"])
     for warning in summary["warnings"]:
         log.info("balance warning: %s", warning)

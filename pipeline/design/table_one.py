@@ -13,9 +13,10 @@ variable, level, arm ("treated", "control") and stage ("before", "after"), with 
 - ``suppressed``: the cell rests on 1 to min_cell - 1 patients; its numbers (units included) are
   left empty.
 
-After matching every statistic is weighted by the matching weights (units with weight 0 drop out), so
-matching with replacement or k:1 matching with varying set sizes is described as the analysed sample.
-SMDs follow MatchIt's conventions (see pipeline.design.balance), computed on non-missing values.
+After matching (or weighting) every statistic is weighted by the weights (units with weight 0 drop
+out), so matching with replacement, k:1 matching with varying set sizes or a weighting design is
+described as the analysed sample. SMDs follow pipeline.design.balance's conventions for the estimand,
+computed on non-missing values.
 """
 
 from __future__ import annotations
@@ -82,14 +83,15 @@ def _smd_pair(x: np.ndarray, arms: _Arms) -> tuple[float, float]:
     present = ~np.isnan(x)
     complete = present.all()
     treated = arms.treated if complete else arms.treated[present]
+    weights = arms.weights if complete else arms.weights[present]
     if treated.all() or not treated.any():
         return np.nan, np.nan
     if complete:
         stages = arms.smd_weights
     else:
         x = x[present]
-        stages = _smd_weights(treated, arms.weights[present])
-    denominator = smd_denominator(x, treated, is_binary(x))
+        stages = _smd_weights(treated, weights)
+    denominator = smd_denominator(x, treated, is_binary(x), arms.estimand, weights)
     before, after = (np.nan if stage is None else standardized_difference(mean_difference(x, stage), denominator)
                      for stage in stages)
     return before, after
@@ -97,10 +99,10 @@ def _smd_pair(x: np.ndarray, arms: _Arms) -> tuple[float, float]:
 
 class _Arms:
     """Weights of the four cells of a row (stage x arm), the SMDs' arm weights of the whole sample
-    (shared by every variable without missing values), and min_cell for suppression."""
+    (shared by every variable without missing values) and estimand, and min_cell for suppression."""
 
-    def __init__(self, treated: np.ndarray, weights: np.ndarray, min_cell: int):
-        self.treated, self.weights, self.min_cell = treated, weights, min_cell
+    def __init__(self, treated: np.ndarray, weights: np.ndarray, min_cell: int, estimand: str):
+        self.treated, self.weights, self.min_cell, self.estimand = treated, weights, min_cell, estimand
         self.smd_weights = _smd_weights(treated, weights)
         self.cells = {}
         for stage in STAGES:
@@ -193,7 +195,8 @@ def _category_rows(name: str, series: pd.Series, levels: list[str], arms: _Arms)
 
 
 def table_one(df: pd.DataFrame, covariates: list[str], variables: dict[str, Variable], treated: np.ndarray,
-              weights: np.ndarray, min_cell: int, median_for: set[str] | None = None) -> pd.DataFrame:
+              weights: np.ndarray, min_cell: int, median_for: set[str] | None = None,
+              estimand: str = "ATT") -> pd.DataFrame:
     """Table 1 in the long format of this module's docstring.
 
     Continuous variables: mean and SD; those in ``median_for`` (default: the integer-typed ones, usually
@@ -208,7 +211,7 @@ def table_one(df: pd.DataFrame, covariates: list[str], variables: dict[str, Vari
                         f"{len(treated)} flags, {len(weights)} weights")
     if median_for is None:
         median_for = {c for c in covariates if variables[c].type == "integer"}
-    arms = _Arms(treated, weights, min_cell)
+    arms = _Arms(treated, weights, min_cell, estimand)
     rows = arms.rows("n", "", "n", lambda _, w: {"units": np.count_nonzero(w), "value": np.count_nonzero(w)})
     for name in covariates:
         if name not in df.columns:

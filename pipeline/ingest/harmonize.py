@@ -38,9 +38,14 @@ Rules (the contract's defaults plus the decisions this module documents):
   ``event_date_without_event``; event 1 with an event date different from the end date ->
   ``event_date_mismatch`` (follow-up of a patient who died ends at death).
 * Duplicate ids within a center: all copies are quarantined (``duplicate_id``): which copy is right
-  cannot be known. Across centers (merge_centers): accepted rows sharing an id in two or more
-  centers are all moved to quarantine (``duplicate_id_across_centers``); ids must therefore be
-  unique across the consortium (e.g. prefixed by the center).
+  cannot be known. Across centers (merge_centers), with ``registry.id_scope: global`` (the
+  default): accepted rows sharing an id in two or more centers are all moved to quarantine
+  (``duplicate_id_across_centers``); ids must then be unique across the consortium. With
+  ``id_scope: center`` each center numbers its own patients (1..N): the harmonized id is
+  ``<center>:<id>`` (center ids hold no colon, so it is unique), and quarantine.csv keeps the raw id.
+* Outcome: each center's rows are checked against the outcome form that center sends (its
+  ``registry.centers.<id>.outcome``, else the study's ``outcome``), and every accepted row gets
+  the harmonized ``time`` (in the study's time_unit) and ``event`` (pipeline.ingest.followup).
 * A row whose cells are all blank is quarantined with the single reason ``empty_row``.
 * A row the reader found malformed (``read_problems``: ``too_many_fields``, ``too_few_fields``,
   ``stray_quote``, ``encoding_error``, ``formula_without_value``, ``control_character``; see
@@ -68,6 +73,8 @@ import pandas as pd
 from pipeline.config.settings import Center, Outcome, ReadOptions, Variable
 from pipeline.errors import ConfigError
 from pipeline.ingest.extract import READ_PROBLEMS, RESERVED_COLUMNS, SOURCE_ROW, SOURCE_ROW_END
+from pipeline.ingest.followup import OUTCOME_COLUMNS, center_outcome, followup_columns
+from pipeline.io import DECIMAL_NUMBER
 
 DTYPES = {"id": "string", "numeric": "float64", "integer": "Int64", "binary": "Int8", "category": "string",
           "date": "datetime64[ns]"}
@@ -81,7 +88,6 @@ BINARY_TOKENS = {
 YAML_BOOL_SPELLINGS = {True: ("true", "yes", "y", "on"), False: ("false", "no", "n", "off")}
 ISO_DATE = r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?"
 EARLIEST_DATE = pd.Timestamp("1900-01-01")
-DECIMAL_NUMBER = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
 SHORT_INTEGER = r"[+-]?[0-9]{1,15}"  # exact as a float and far inside ±2^53
 MAX_EXACT_INTEGER = 2**53
 SMALLEST_NORMAL = np.finfo(np.float64).tiny
@@ -374,14 +380,17 @@ class Problems:
 
 
 def harmonize_center(raw: pd.DataFrame, center_id: str, center: Center, variables: dict[str, Variable],
-                     outcome: Outcome, source_file: str, today: dt.date | None = None
+                     outcome: Outcome, source_file: str, time_unit: str, today: dt.date | None = None
                      ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Harmonize one center: (accepted frame, quarantine frame, summary). See the module docstring.
 
+    ``outcome`` is the study's; the center's own form (center.outcome) takes its place. The
+    accepted frame holds the variables and the harmonized ``time`` (in ``time_unit``) and ``event``.
     The config check (pipeline.config.checks) has seen this extract's header; a mapping problem
     here means the file changed since, and stops the job naming the center and file.
     """
     today = pd.Timestamp(today or dt.date.today())
+    outcome = center_outcome(center, outcome)
     header = [c for c in raw.columns if c not in RESERVED_COLUMNS]
     mapping, problems_cfg = map_columns(header, center, variables)
     required = required_variables(variables, outcome)
@@ -416,7 +425,8 @@ def harmonize_center(raw: pd.DataFrame, center_id: str, center: Center, variable
     _add_duplicate_ids(problems, typed[id_var], id_key, id_ok, raw, labels[id_var])
     table = _with_empty_rows(problems.table(), raw, header, blank_id)
     table = _with_read_problems(table, raw, set(mapping.values()))
-    accepted, quarantine, summary = _assemble(raw, header, typed, table, center_id, source_file)
+    outcome_columns = followup_columns(typed, outcome, time_unit)
+    accepted, quarantine, summary = _assemble(raw, header, typed | outcome_columns, table, center_id, source_file)
     _log_summary(summary)
     return accepted, quarantine, summary
 
@@ -612,7 +622,8 @@ def _joined(table: pd.DataFrame, column: str, sep: str) -> np.ndarray:
 
 def count_missing(accepted: pd.DataFrame) -> dict[str, int]:
     """Missing values per harmonized variable among accepted rows."""
-    return {col: int(accepted[col].isna().sum()) for col in accepted.columns if col not in ("center", SOURCE_ROW)}
+    return {col: int(accepted[col].isna().sum()) for col in accepted.columns
+            if col not in ("center", SOURCE_ROW, *OUTCOME_COLUMNS)}
 
 
 def check_accounting(summary: dict, where: str) -> None:
@@ -627,16 +638,20 @@ def check_accounting(summary: dict, where: str) -> None:
 # ---------------------------------------------------------------- all centers
 
 
-def merge_centers(parts: list[tuple[pd.DataFrame, pd.DataFrame, dict]], id_column: str
+def merge_centers(parts: list[tuple[pd.DataFrame, pd.DataFrame, dict]], id_column: str, id_scope: str
                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Concatenate centers (in the given order) and quarantine ids accepted in more than one center
-    (``id_column`` names the id variable).
+    (``id_column`` names the id variable; ``id_scope``: registry.id_scope).
 
-    Every accepted copy of such an id moves to quarantine with ``duplicate_id_across_centers``; its
-    raw values there are the harmonized values as text (the accepted frame keeps no raw cells).
+    With id_scope center, ids become ``<center>:<id>`` and cannot repeat across centers. Otherwise
+    every accepted copy of an id accepted in several centers moves to quarantine with
+    ``duplicate_id_across_centers``; its raw values there are the harmonized values as text (the
+    accepted frame keeps no raw cells).
     """
     order = {summary["center"]: i for i, (_, _, summary) in enumerate(parts)}
     accepted = pd.concat([p[0] for p in parts], ignore_index=True)
+    if id_scope == "center":
+        accepted[id_column] = accepted["center"] + ":" + accepted[id_column]
     quarantine = pd.concat([p[1] for p in parts], ignore_index=True)
     quarantine[SOURCE_ROW] = quarantine[SOURCE_ROW].astype("int64")  # parts may come back from text storage
     summaries = {s["center"]: {k: v for k, v in s.items() if k != "center"} for _, _, s in parts}
@@ -676,7 +691,7 @@ def _as_quarantine(rows: pd.DataFrame, id_column: str, summaries: dict) -> pd.Da
     keys = rows[id_column].astype(str).reset_index(drop=True)
     places = (rows["center"].astype(str) + " row " + rows[SOURCE_ROW].astype(str)).astype(object)
     _, seen = _occurrences(keys.astype(object), places.reset_index(drop=True))
-    data = rows.drop(columns=["center", SOURCE_ROW])
+    data = rows.drop(columns=["center", SOURCE_ROW, *OUTCOME_COLUMNS])
     values = data.astype(object).where(data.notna(), "").map(_as_text)
     moved = pd.DataFrame({
         "center": rows["center"].astype(object).to_numpy(),

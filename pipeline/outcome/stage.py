@@ -1,4 +1,4 @@
-"""The survival stage of an analysis: the matched sample from the cohort and the matching, the
+"""The survival stage of an analysis: the matched (or weighted) sample from the cohort and the design, the
 comparison (survival.json's content and the arms' fitted Kaplan-Meier curves) and the bootstrap
 jobs' shares."""
 from __future__ import annotations
@@ -19,11 +19,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, eq=False)
 class MatchedSample:
-    """The matched patients (in cohort order) as the comparison takes them.
+    """The matched or weighted patients (in cohort order) as the comparison takes them.
 
-    Without replacement the matched set is the cluster (Austin 2014) and the pair stratum; with
-    replacement a control can be in several sets, so MatchIt's vignette clusters on the patient
-    and the bootstrap resamples the sets of the pairs. ``cluster_kind`` names the cluster.
+    The cluster is the matched set where the patients belong to one each (matching without
+    replacement, full matching: Austin 2014), which is also the pair stratum; otherwise the
+    patient: with replacement a control can be in several sets (MatchIt's vignette clusters on the
+    patient, the bootstrap resamples the pairs' sets), and a weighting design has no sets (the
+    bootstrap resamples patients). ``cluster_kind`` names the cluster.
     """
     time: np.ndarray
     event: np.ndarray
@@ -32,24 +34,24 @@ class MatchedSample:
     cluster: np.ndarray
     cluster_kind: str
     bootstrap_sets: tuple[np.ndarray, np.ndarray] | None   # (row, set id) memberships, with replacement
-    pair_strata: np.ndarray | None                          # matched-set ids, without replacement
+    pair_strata: np.ndarray | None                          # matched-set ids, where each patient has one
 
     @classmethod
-    def from_frames(cls, cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame,
-                    replace: bool) -> MatchedSample:
-        """cohort: patient_id, treated, time, event; matched: patient_id, subclass, weight;
-        pairs: treated_id, control_id."""
+    def from_frames(cls, cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame) -> MatchedSample:
+        """cohort: patient_id, treated, time, event; matched: patient_id, subclass (null without
+        matched sets), weight; pairs: treated_id, control_id (none for a weighting design)."""
         rows = pd.Index(matched["patient_id"]).get_indexer(cohort["patient_id"])   # -1: not matched
         in_sample = np.flatnonzero(rows >= 0)
         outcome = cohort.iloc[in_sample]
         sets = matched.iloc[rows[in_sample]]
         patient_id = sets["patient_id"].to_numpy()
-        subclass = None if replace else sets["subclass"].to_numpy(np.int64)
+        has_sets = len(sets) > 0 and bool(sets["subclass"].notna().all())
+        subclass = sets["subclass"].to_numpy(np.int64) if has_sets else None
         return cls(time=outcome["time"].to_numpy(float), event=outcome["event"].to_numpy(int),
                    treated=outcome["treated"].to_numpy(bool), weight=sets["weight"].to_numpy(float),
-                   cluster=pd.factorize(patient_id)[0] if replace else subclass,
-                   cluster_kind="patient" if replace else "matched set",
-                   bootstrap_sets=_replacement_sets(patient_id, pairs) if replace else None,
+                   cluster=subclass if has_sets else pd.factorize(patient_id)[0],
+                   cluster_kind="matched set" if has_sets else "patient",
+                   bootstrap_sets=_replacement_sets(patient_id, pairs) if not has_sets and len(pairs) else None,
                    pair_strata=subclass)
 
 
@@ -65,10 +67,10 @@ def _replacement_sets(patient_id: np.ndarray, pairs: pd.DataFrame) -> tuple[np.n
 
 
 def bootstrap_stage(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame, survival: Survival,
-                    replace: bool, seed: int, job: int) -> np.ndarray:
+                    seed: int, job: int) -> np.ndarray:
     """One bootstrap job's median and RMST differences (survival.bootstrap_jobs splits the
     replicates), to the RMST horizon survival_stage uses."""
-    sample = MatchedSample.from_frames(cohort, matched, pairs, replace)
+    sample = MatchedSample.from_frames(cohort, matched, pairs)
     tau, _ = rmst_horizon(sample.time, sample.treated, survival.rmst_tau)
     chunks = bootstrap_shard(survival.bootstrap, survival.bootstrap_jobs, job)
     replicates = bootstrap_differences(sample.time, sample.event, sample.treated, sample.weight, sample.cluster,
@@ -80,13 +82,12 @@ def bootstrap_stage(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataF
 
 
 def survival_stage(cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame, survival: Survival,
-                   replace: bool, seed: int, time_unit: str, relevant_hr: float,
-                   bootstrap_replicates=None) -> Comparison:
+                   seed: int, time_unit: str, relevant_hr: float, bootstrap_replicates=None) -> Comparison:
     """survival.json's content (with the power) and the arms' fitted curves;
     `bootstrap_replicates` are the gathered bootstrap jobs' results (None: drawn here)."""
-    sample = MatchedSample.from_frames(cohort, matched, pairs, replace)
-    log.info("matched sample: %d of the cohort's %d patients, clustered on the %s", len(sample.time), len(cohort),
-             sample.cluster_kind)
+    sample = MatchedSample.from_frames(cohort, matched, pairs)
+    log.info("matched or weighted sample: %d of the cohort's %d patients, clustered on the %s",
+             len(sample.time), len(cohort), sample.cluster_kind)
     result, curves = compare_survival(
         sample.time, sample.event, sample.treated, sample.weight, sample.cluster,
         tau=survival.rmst_tau, landmarks=survival.landmarks, ci=survival.ci, bootstrap=survival.bootstrap,

@@ -1,5 +1,6 @@
 """What a reviewer must see before an analysis's estimate: balance not achieved, treated patients
-lost to the caliper (the estimand moves), too few events to detect a relevant effect."""
+lost to the caliper (the estimand of a matching design moves), too few events to detect a relevant
+effect."""
 from __future__ import annotations
 
 from pipeline.config.settings import Variable
@@ -13,12 +14,23 @@ treatment effect in the treated (ATT) but the effect in the matched population (
 convention: a few percent can be ignored, more changes whom the estimate describes)."""
 
 
+def is_weighting(matching: dict | None) -> bool:
+    """matching.json describes a weighting design (a matching design's has no ``design`` key)."""
+    return is_estimable(matching) and matching.get("design") == "weighting"
+
+
+def adjustment(matching: dict | None) -> str:
+    """How the arms were made comparable, in a word: matching or weighting."""
+    return "weighting" if is_weighting(matching) else "matching"
+
+
 def treated_lost(matching: dict | None, cohort: dict | None) -> tuple[int, int] | None:
-    """(treated patients not in the matched sample, treated patients in the cohort); None when
-    matching was not estimable. ``cohort``: cohort.json, which holds the arms' sizes."""
+    """(treated patients not in the matched or weighted sample, treated patients in the cohort); None
+    when the design stage was not estimable. ``cohort``: cohort.json, which holds the arms' sizes."""
     if not is_estimable(matching):
         return None
-    return matching["n_treated_unmatched"] + matching["n_discarded_treated"], cohort["n_treated"]
+    lost = matching["n_treated_unmatched"] + matching["n_discarded_treated"] + matching.get("n_trimmed_treated", 0)
+    return lost, cohort["n_treated"]
 
 
 def treated_lost_share(matching: dict | None, cohort: dict | None) -> float | None:
@@ -27,6 +39,10 @@ def treated_lost_share(matching: dict | None, cohort: dict | None) -> float | No
 
 
 def estimand_moved(matching: dict | None, cohort: dict | None) -> bool:
+    """A matching design left out more than TREATED_LOSS_THRESHOLD of the treated patients (a
+    weighting design names its own estimand and the patients it excludes)."""
+    if is_weighting(matching):
+        return False
     share = treated_lost_share(matching, cohort)
     return share is not None and share > TREATED_LOSS_THRESHOLD
 
@@ -45,6 +61,18 @@ def estimand_sentence(matching: dict, cohort: dict, treated_label: str, min_cell
             f"average treatment effect in the treated (ATT).")
 
 
+def trimming_sentence(matching: dict | None, labels: dict, min_cell: int, short: bool = False) -> str | None:
+    """What trimming by the propensity score left out of a weighting design (None: nobody)."""
+    if not is_weighting(matching) or matching["n_trimmed_treated"] + matching["n_trimmed_control"] == 0:
+        return None
+    trimmed = (f"{count(matching['n_trimmed_treated'], min_cell)} {labels['treated']} and "
+               f"{count(matching['n_trimmed_control'], min_cell)} {labels['control']} patients trimmed")
+    if short:
+        return f"{trimmed}: the estimate describes the trimmed population."
+    return (f"{trimmed[0].upper()}{trimmed[1:]} (propensity score outside the trimming bounds): the estimate "
+            "describes the trimmed population, not every patient of the cohort.")
+
+
 def balance_failed(balance_summary: dict | None) -> list[dict]:
     """balance.json's covariate columns still imbalanced after matching: {variable, smd_after,
     var_ratio_after} each."""
@@ -60,20 +88,20 @@ def _ratio_failed(column: dict) -> bool:
     return column["var_ratio_after"] is not None and not low <= column["var_ratio_after"] <= high
 
 
-def balance_sentences(failed: list[dict], n_columns: int) -> list[str]:
+def balance_sentences(failed: list[dict], n_columns: int, design: str) -> list[str]:
     """The imbalanced columns in words: those with a large SMD (of ``n_columns`` covariate columns),
-    then those with a variance ratio out of bounds."""
+    then those with a variance ratio out of bounds; ``design``: after matching or weighting."""
     sentences = []
     smd = [c for c in failed if _smd_failed(c)]
     if smd:
         listed = ", ".join(f"{c['variable']} ({c['smd_after']:+.3f})" for c in smd)
-        sentences.append(f"Balance not achieved: after matching, {len(smd)} of {n_columns} covariates have an "
+        sentences.append(f"Balance not achieved: after {design}, {len(smd)} of {n_columns} covariates have an "
                          f"absolute standardized mean difference of {SMD_THRESHOLD:g} or more: {listed}.")
     ratio = [c for c in failed if _ratio_failed(c)]
     if ratio:
         low, high = VARIANCE_RATIO_BOUNDS
         listed = ", ".join(f"{c['variable']} ({c['var_ratio_after']:.2f})" for c in ratio)
-        sentences.append(f"After matching, {len(ratio)} covariates have a variance ratio (treated/control) outside "
+        sentences.append(f"After {design}, {len(ratio)} covariates have a variance ratio (treated/control) outside "
                          f"[{low:g}, {high:g}]: {listed}.")
     return sentences
 
@@ -94,20 +122,24 @@ def underpowered_sentence(survival: dict, relevant_hr: float) -> str:
             f"power, clinically relevant {relevant_hr}.")
 
 
-def review_flags(entry: dict, treated_label: str, min_cell: int, relevant_hr: float,
+def review_flags(entry: dict, labels: dict, min_cell: int, relevant_hr: float,
                  variables: dict[str, Variable]) -> list[str]:
     """What the index puts beside an analysis, most serious first. ``entry``: the analysis's parsed
-    survival, attrition (cohort.json), matching and balance_summary (balance.json)."""
+    survival, attrition (cohort.json), matching and balance_summary (balance.json); ``labels``: the
+    arms' display names."""
     survival, matching, cohort = entry["survival"], entry["matching"], entry["attrition"]
     if not is_estimable(survival):   # the headline gives the reason
         return [f"Not estimable (stage: {survival['stage']})."]
     flags = []
     failed = balance_failed(entry["balance_summary"])
     if failed:
-        flags.append(f"Balance not achieved after matching: "
+        flags.append(f"Balance not achieved after {adjustment(matching)}: "
                      f"{', '.join(column_label(c['variable'], variables) for c in failed)}.")
     if estimand_moved(matching, cohort):
-        flags.append(estimand_sentence(matching, cohort, treated_label, min_cell, short=True))
+        flags.append(estimand_sentence(matching, cohort, labels["treated"], min_cell, short=True))
+    trimmed = trimming_sentence(matching, labels, min_cell, short=True)
+    if trimmed:
+        flags.append(trimmed)
     if underpowered(survival):
         flags.append(underpowered_sentence(survival, relevant_hr))
     return flags

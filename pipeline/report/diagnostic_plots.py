@@ -21,18 +21,18 @@ _BINS = np.linspace(0.0, 1.0, 41)
 _COLORS = {"treated": "#1f77b4", "control": "#d62728", "before": "#7f7f7f", "after": "#000000"}
 
 
-def love_plot(balance: pd.DataFrame, path, variables: dict[str, Variable]) -> Figure:
-    """Absolute SMD per covariate column before (open circles) and after matching (filled), threshold
-    line at 0.1; the columns named with their variables' labels."""
+def love_plot(balance: pd.DataFrame, path, variables: dict[str, Variable], design: str = "matching") -> Figure:
+    """Absolute SMD per covariate column before (open circles) and after matching or weighting (the
+    analysis's ``design``; filled), threshold line at 0.1; the columns named with their variables' labels."""
     names = [column_label(v, variables) for v in balance["variable"]][::-1]
     y = np.arange(len(names))
     with figure_style():
         fig = Figure(figsize=(6.5, 1.2 + 0.28 * max(len(names), 1)))
         ax = fig.add_subplot()
         ax.scatter(balance["smd_before"].abs().to_numpy()[::-1], y, facecolors="none",
-                   edgecolors=_COLORS["before"], label="Before matching", zorder=3)
+                   edgecolors=_COLORS["before"], label=f"Before {design}", zorder=3)
         ax.scatter(balance["smd_after"].abs().to_numpy()[::-1], y, color=_COLORS["after"],
-                   label="After matching", zorder=3)
+                   label=f"After {design}", zorder=3)
         ax.axvline(SMD_THRESHOLD, color="#888888", linestyle="--", linewidth=1)
         ax.axvline(0, color="#cccccc", linewidth=1)
         ax.set_yticks(y, names)
@@ -61,9 +61,11 @@ def _mirrored_histogram(ax, ps: np.ndarray, treated: np.ndarray, w: np.ndarray, 
     ax.set_xlabel("Propensity score")
 
 
-def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path, labels: dict[str, str]) -> Figure:
-    """Mirrored histograms of the propensity score by arm, before (all patients) and after matching (weighted);
-    ``labels``: the arms' display names, {"treated": ..., "control": ...}.
+def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path, labels: dict[str, str],
+                 design: str = "matching") -> Figure:
+    """Mirrored histograms of the propensity score by arm, before (all patients) and after matching or
+    weighting (the analysis's ``design``; weighted); ``labels``: the arms' display names, {"treated": ...,
+    "control": ...}.
 
     Bars are shares of the arm rather than counts, so no small cell count is shown.
     """
@@ -73,7 +75,7 @@ def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path,
     with figure_style():
         fig = Figure(figsize=(9, 3.8))
         axes = fig.subplots(1, 2, sharey=True)
-        for ax, w, title in ((axes[0], np.ones(len(ps)), "Before matching"), (axes[1], weights, "After matching")):
+        for ax, w, title in ((axes[0], np.ones(len(ps)), f"Before {design}"), (axes[1], weights, f"After {design}")):
             _mirrored_histogram(ax, ps, treated, w, labels)
             ax.set_title(title)
         axes[0].set_ylabel(f"Share of arm ({labels['treated']} up, {labels['control']} down)")

@@ -115,7 +115,7 @@ def forest_plot(rows: pd.DataFrame, labels: dict, path, min_cell: int) -> Figure
             ax.plot(row["hr"], yi, marker="D" if parent else "s", color="#2b6cb0" if parent else "#4a5568",
                     markersize=7 if parent else 5)
         ax.axvline(1.0, color="#999", lw=1, ls="--")
-        _log_axis(ax, rows)
+        log_axis(ax, rows)
         right = ax.secondary_yaxis("right")
         right.set_yticks(y)
         right.set_yticklabels([_estimate_label(r) for _, r in rows.iterrows()], fontsize=8)
@@ -131,7 +131,8 @@ def forest_plot(rows: pd.DataFrame, labels: dict, path, min_cell: int) -> Figure
     return fig
 
 
-def _log_axis(ax, rows: pd.DataFrame) -> None:
+def log_axis(ax, rows: pd.DataFrame) -> None:
+    """A log x axis with the forest plots' ticks, spanning the rows' CIs and 1."""
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(TICKS))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([f"{t:g}" for t in TICKS]))

@@ -9,6 +9,7 @@ import base64
 import html
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
 
 import jinja2
@@ -17,9 +18,13 @@ from markupsafe import Markup
 
 from pipeline.config.settings import Analysis, ReportContext, Treatment, Variable
 from pipeline.design import matching as matching_methods, propensity as propensity_methods
+from pipeline.design import weighting as weighting_schemes
+from pipeline.design.designs import design_label, design_name
+from pipeline.design.weighting.common import ESTIMANDS
 from pipeline.outcome.survival import TAU_RULE
-from pipeline.report.checks import (TREATED_LOSS_THRESHOLD, balance_failed, balance_sentences, estimand_moved,
-                                    estimand_sentence, review_flags, underpowered)
+from pipeline.report.checks import (TREATED_LOSS_THRESHOLD, adjustment, balance_failed, balance_sentences,
+                                    estimand_moved, estimand_sentence, review_flags, trimming_sentence, underpowered)
+from pipeline.report.design_forest import conclusion
 from pipeline.report.formatting import (CLUSTER_PLURAL, arm_labels, column_label, count, estimate_ci, headline,
                                         hr_cluster, is_estimable, median_difference_text, not_estimable_text,
                                         number, p_value, time_value, variable_label, weighted_count)
@@ -41,12 +46,40 @@ CITATIONS = [
 ]
 TAU_RULES = {"configured": "as configured"}
 TEST_ROWS = {"logrank": "Log-rank test (unweighted; every matching weight is 1)",
-             "robust_score": "Robust score test of the Cox model with matching weights, clustered on {cluster}"}
+             "robust_score": "Robust score test of the Cox model with {weights}, clustered on {cluster}"}
 TEST_METHODS = {
     "logrank": "the log-rank test (every matching weight is 1)",
-    "robust_score": "the robust score test of the Cox model with matching weights (the matching weights are not "
-                    "all 1, which the log-rank test would ignore)",
+    "robust_score": "the robust score test of the Cox model with {weights} (the {weights} are not all 1, which the "
+                    "log-rank test would ignore)",
 }
+
+
+class DesignWords(NamedTuple):
+    """How the texts name the analysis's design."""
+    adjustment: str    # matching, weighting
+    sample: str        # matched, weighted
+    weights: str       # matching weights, inverse-probability weights, overlap weights
+    resampled: str     # what the bootstrap resamples: matched sets, patients
+
+
+MATCHING_WORDS = DesignWords("matching", "matched", "matching weights", "matched sets")
+
+
+def estimand_text(estimand: str) -> str:
+    """'average treatment effect in the treated (ATT)'."""
+    return f"{ESTIMANDS[estimand]} ({estimand})"
+
+
+def design_line(analysis: Analysis) -> str:
+    """The report's design and estimand under its title."""
+    return f"Design: {design_label(design_name(analysis))} · estimand: {estimand_text(analysis.estimand)}"
+
+
+def design_words(analysis: Analysis) -> DesignWords:
+    if analysis.design == "weighting":
+        scheme = weighting_schemes.SCHEMES[analysis.weighting.estimand]
+        return DesignWords("weighting", "weighted", scheme.weights_name, "patients")
+    return MATCHING_WORDS
 
 
 def _environment() -> jinja2.Environment:
@@ -96,12 +129,28 @@ def flow_items(ingest: dict, attrition: dict, matching: dict, labels: dict, min_
     discarded = matching["n_discarded_treated"] + matching["n_discarded_control"]
     if discarded:
         items.append({"kind": "excl", "text": f"{c(discarded)} outside common support (discarded)"})
+    if adjustment(matching) == "weighting":
+        return items + _weighting_flow(matching, labels, min_cell)
     items.append({"kind": "excl", "text": f"{c(matching['n_treated_unmatched'])} {labels['treated']} without a "
                                           "control within the caliper"})
     items += [{"kind": "arrow"}, {"kind": "box", "text": (
         f"Matched: {labels['treated']} {c(matching['n_treated_matched'])}, "
         f"{labels['control']} {c(matching['n_controls_matched'])}")}]
     return items
+
+
+def _weighting_flow(matching: dict, labels: dict, min_cell: int) -> list[dict]:
+    """A weighting design's end of the flow: the trimmed patients, the weighted sample with its ESS."""
+    c = lambda n: count(n, min_cell)  # noqa: E731
+    items = []
+    if matching["settings"]["trim"] is not None:
+        items.append({"kind": "excl", "text": (
+            f"{c(matching['n_trimmed_treated'])} {labels['treated']} and {c(matching['n_trimmed_control'])} "
+            f"{labels['control']} trimmed (propensity score outside the trimming bounds)")})
+    weighted = {"treated": matching["n_treated_matched"], "control": matching["n_controls_matched"]}
+    arms = ", ".join(f"{labels[arm]} {c(n)} (effective sample size "
+                     f"{weighted_count(matching[arm]['ess'], n, min_cell)})" for arm, n in weighted.items())
+    return items + [{"kind": "arrow"}, {"kind": "box", "text": f"Weighted: {arms}"}]
 
 
 def balance_display(balance: pd.DataFrame, variables: dict[str, Variable]) -> pd.DataFrame:
@@ -163,23 +212,27 @@ def _pct(x) -> str:
     return "NR" if x is None else f"{100 * x:.1f}"
 
 
-def survival_note(survival: dict) -> str:
+WEIGHTS_WHY = {"matching": "matching with replacement or a varying number of controls per treated patient",
+               "weighting": "every patient's weight comes from the propensity score"}
+
+
+def survival_note(survival: dict, words: DesignWords) -> str:
     if not weights_not_unit(survival):
         return ""
-    return ("The matching weights are not all 1 (matching with replacement or a varying number of controls per "
-            "treated patient): the table gives the weighted events and the effective sample size (Kish) beside the "
-            "patient counts, and the numbers at risk under the curves are weighted.")
+    return (f"The {words.weights} are not all 1 ({WEIGHTS_WHY[words.adjustment]}): the table gives the weighted "
+            "events and the effective sample size (Kish) beside the patient counts, and the numbers at risk under "
+            "the curves are weighted.")
 
 
-def effect_display(survival: dict) -> pd.DataFrame:
+def effect_display(survival: dict, words: DesignWords) -> pd.DataFrame:
     unit = survival["time_unit"]
     hr = ("not estimable" if survival["hr"] is None
           else estimate_ci(survival["hr"], survival["hr_lower"], survival["hr_upper"], 2))
-    rows = [(f"Hazard ratio, marginal (Cox with matching weights, cluster-robust SE on {hr_cluster(survival)})",
-             hr, p_value(survival["hr_p"])), _test_row(survival)]
+    rows = [(f"Hazard ratio, marginal (Cox with {words.weights}, cluster-robust SE on {hr_cluster(survival)})",
+             hr, p_value(survival["hr_p"])), _test_row(survival, words)]
     rows += _rmst_rows(survival)
     median = survival["median_difference"]
-    rows.append((f"Median difference ({unit}, bootstrap over matched sets, {median['n_bootstrap']} resamples)",
+    rows.append((f"Median difference ({unit}, bootstrap over {words.resampled}, {median['n_bootstrap']} resamples)",
                  median_difference_text(median), ""))
     conditional = survival.get("conditional_hr")   # pair-stratified: only without replacement
     if conditional and conditional["hr"] is not None:
@@ -189,10 +242,11 @@ def effect_display(survival: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Effect", "Estimate", "p"])
 
 
-def _test_row(survival: dict) -> tuple[str, str, str]:
+def _test_row(survival: dict, words: DesignWords) -> tuple[str, str, str]:
     """The test the headline uses: named, with how it is clustered."""
     test = survival["test"]
-    name = TEST_ROWS[test["method"]].format(cluster=CLUSTER_PLURAL.get(test["cluster"]))   # no cluster: log-rank
+    name = TEST_ROWS[test["method"]].format(cluster=CLUSTER_PLURAL.get(test["cluster"]),   # no cluster: log-rank
+                                            weights=words.weights)
     if test["p"] is None:
         return name, "not estimable", "–"
     return f"{name} (chi-square)", f"{number(test['chisq'], 2)} (df {test['df']})", p_value(test["p"])
@@ -222,55 +276,87 @@ def evalue_text(survival: dict) -> str:
             f"(VanderWeele & Ding 2017).")
 
 
-def overlap_text(propensity: dict, balance_summary: dict) -> str:
+def overlap_text(propensity: dict, balance_summary: dict, design: str) -> str:
     before, after = propensity["diagnostics_before"], balance_summary["diagnostics_after"]
     return (f"c-statistic of the propensity model {number(before['c_statistic'], 3)}; share of patients in "
             f"equipoise (preference score 0.3–0.7, Walker 2013) {number(100 * before['equipoise_share'], 1)}% "
-            f"before and {number(100 * after['equipoise_share'], 1)}% after matching.")
+            f"before and {number(100 * after['equipoise_share'], 1)}% after {design}.")
+
+
+SMD_DENOMINATORS = {
+    "ATT": "the SD of the {treated} group {sample}",
+    "ATE": "the square root of the mean of the two arms' variances before weighting",
+    "ATO": "the overlap-weighted SD of the whole cohort",
+}
+"""The SMD's denominator per estimand (pipeline.design.balance: MatchIt's for matching, cobalt's for weighting)."""
+
+
+def smd_denominator_text(analysis: Analysis, labels: dict) -> str:
+    sample = "in the full sample" if analysis.design == "matching" else "before weighting"
+    return SMD_DENOMINATORS[analysis.estimand].format(treated=labels["treated"], sample=sample)
 
 
 def methods_text(analysis: Analysis, context: ReportContext, results: dict, labels: dict) -> str:
-    """The methods paragraph; the propensity model's and the matching's sentences come from their
-    method registries (each method describes itself)."""
-    matching = results["matching"]
+    """The methods paragraph; the propensity model's, the matching's and the weighting's sentences
+    come from their registries (each method describes itself)."""
     steps = "; ".join(analysis.cohort) or "none"
     covariates = [variable_label(v, context.variables) for v in analysis.covariates]
+    estimand, design, balance = (_weighting_methods if analysis.design == "weighting" else _matching_methods)(
+        analysis, results, labels)
+    return (
+        f"Patients treated with {labels['treated']} were compared with patients treated with {labels['control']} "
+        f"({estimand}). Inclusion criteria: {steps}. Missing covariate data: {analysis.missing.replace('_', '-')}. "
+        f"{propensity_methods.describe(analysis.propensity, covariates)} {design} {balance} "
+        f"{survival_methods(analysis, context, results['survival'])} Seed {context.seed}."
+    )
+
+
+def _matching_methods(analysis: Analysis, results: dict, labels: dict) -> tuple[str, str, str]:
+    """(estimand clause, matching sentence, balance sentence) of the methods paragraph."""
+    matching = results["matching"]
     caliper_raw = matching["caliper_raw"] if is_estimable(matching) else None
     estimand = "estimand: average treatment effect in the treated"
     if estimand_moved(matching, results["attrition"]):
         estimand += (f"; more than {TREATED_LOSS_THRESHOLD:.0%} of the treated patients were not matched, so the "
                      "estimate describes the matched population rather than all treated patients")
-    return (
-        f"Patients treated with {labels['treated']} were compared with patients treated with {labels['control']} "
-        f"({estimand}). Inclusion criteria: {steps}. Missing covariate data: {analysis.missing.replace('_', '-')}. "
-        f"{propensity_methods.describe(analysis.propensity, covariates)} "
-        f"{matching_methods.describe(analysis.matching, caliper_raw)} Balance was assessed by standardized mean "
-        f"differences, variance ratios and eCDF statistics. "
-        f"{survival_methods(analysis, context, results['survival'])} Seed {context.seed}."
-    )
+    return (estimand, matching_methods.describe(analysis.matching, caliper_raw),
+            "Balance was assessed by standardized mean differences, variance ratios and eCDF statistics.")
+
+
+def _weighting_methods(analysis: Analysis, results: dict, labels: dict) -> tuple[str, str, str]:
+    """(estimand clause, weighting sentences, balance sentence) of the methods paragraph."""
+    weighting = results["matching"]
+    bounds = weighting["trim_bounds"] if is_estimable(weighting) else None
+    balance = (f"Balance was assessed in the weighted sample by standardized mean differences (denominator "
+               f"{smd_denominator_text(analysis, labels)}, as cobalt for the {analysis.estimand}), variance ratios "
+               "and eCDF statistics.")
+    return (f"estimand: {estimand_text(analysis.estimand)}", weighting_schemes.describe(analysis.weighting, bounds),
+            balance)
 
 
 def survival_methods(analysis: Analysis, context: ReportContext, survival: dict) -> str:
     """The survival part of the methods: the test, the cluster, tau's rule and the bootstraps used
     (as configured when the survival stage was not estimable)."""
-    s = analysis.survival
+    s, words = analysis.survival, design_words(analysis)
     if is_estimable(survival):
-        test_text = TEST_METHODS[survival["test"]["method"]]
+        test_text = TEST_METHODS[survival["test"]["method"]].format(weights=words.weights)
         cluster, tau = hr_cluster(survival), tau_text(survival)
         rmst_ci = (f", its difference with a 95% CI from {survival['rmst_difference']['n_bootstrap']} bootstrap "
-                   f"resamples of matched sets (the CI treating the arms as independent samples, as survRM2, is "
-                   f"shown for comparison)" if survival["rmst_difference"]["n_bootstrap"] else "")
+                   f"resamples of {words.resampled} (the CI treating the arms as independent samples, as survRM2, "
+                   f"is shown for comparison)" if survival["rmst_difference"]["n_bootstrap"] else "")
     else:
-        test_text = ("the log-rank test (the robust score test of the weighted Cox model when the matching weights "
+        test_text = (f"the log-rank test (the robust score test of the weighted Cox model when the {words.weights} "
                      "are not all 1)")
-        cluster = "matched sets (patients when matching with replacement)"
+        cluster = ("patients" if words.adjustment == "weighting"
+                   else "matched sets (patients when matching with replacement)")
         tau = f"the {TAU_RULE}" if s.rmst_tau is None else f"{time_value(s.rmst_tau)} {context.time_unit}"
         rmst_ci = ""
-    return (f"In the matched sample, {context.outcome.name} was estimated by weighted Kaplan-Meier ({s.ci} "
+    fixed = " (the weights held fixed)" if words.adjustment == "weighting" else ""
+    return (f"In the {words.sample} sample, {context.outcome.name} was estimated by weighted Kaplan-Meier ({s.ci} "
             f"confidence intervals) and compared by {test_text}; the marginal hazard ratio came from a Cox model with "
-            f"matching weights (Efron ties) and a cluster-robust (sandwich) variance clustered on {cluster}. "
+            f"{words.weights} (Efron ties) and a cluster-robust (sandwich) variance clustered on {cluster}. "
             f"Restricted mean survival time to {tau}{rmst_ci}; the median difference by {s.bootstrap} bootstrap "
-            f"replicates of matched sets.")
+            f"replicates of {words.resampled}{fixed}.")
 
 
 def provenance_display(provenance: dict) -> Markup:
@@ -302,9 +388,12 @@ def analysis_warnings(results: dict, labels: dict, min_cell: int) -> list[str]:
     """The orange boxes above the headline: what qualifies the numbers below."""
     failed = balance_failed(results["balance_summary"])
     warnings = [f"{sentence} Interpret the comparison with caution."
-                for sentence in balance_sentences(failed, len(results["balance"]))]
+                for sentence in balance_sentences(failed, len(results["balance"]), adjustment(results["matching"]))]
     if estimand_moved(results["matching"], results["attrition"]):
         warnings.append(estimand_sentence(results["matching"], results["attrition"], labels["treated"], min_cell))
+    trimmed = trimming_sentence(results["matching"], labels, min_cell)
+    if trimmed:
+        warnings.append(trimmed)
     if is_estimable(results["propensity"]):
         warnings += [f"Propensity model: {w}" for w in results["propensity"]["warnings"]]
     if is_estimable(results["survival"]):
@@ -322,13 +411,15 @@ def render_analysis(name: str, analysis: Analysis, context: ReportContext, resul
     min_cell = context.report.min_cell
     labels = arm_labels(analysis.treatment)
     survival = results["survival"]
+    words = design_words(analysis)
     page = {
-        "name": name, "labels": labels, "css": (TEMPLATES / "style.css").read_text(),
+        "name": name, "labels": labels, "css": (TEMPLATES / "style.css").read_text(), "words": words,
+        "design_line": design_line(analysis),
         "headline": headline(survival, labels, context.outcome.name),
         "warnings": analysis_warnings(results, labels, min_cell),
         "flow": flow_items(results["ingest"], results["attrition"], results["matching"], labels, min_cell),
-        "design": _design_section(results, labels, context, images),
-        "survival": _survival_section(survival, labels, context, images),
+        "design": _design_section(analysis, results, labels, context, images),
+        "survival": _survival_section(survival, labels, context, images, words),
         "methods": methods_text(analysis, context, results, labels),
         "citations": CITATIONS,
         "provenance": provenance_display(provenance),
@@ -337,24 +428,32 @@ def render_analysis(name: str, analysis: Analysis, context: ReportContext, resul
     return _environment().get_template("analysis.html.j2").render(page)
 
 
-def _design_section(results: dict, labels: dict, context: ReportContext, images: dict) -> dict:
+def balance_text(analysis: Analysis, labels: dict) -> str:
+    """The balance section's note: the SMD's conventions and the flags."""
+    conventions = ("MatchIt conventions: signed" if analysis.design == "matching"
+                   else f"cobalt conventions for the {analysis.estimand}: signed")
+    return (f"Standardized mean differences ({conventions}, denominator {smd_denominator_text(analysis, labels)}); "
+            "|SMD| ≥ 0.1 or a variance ratio outside [0.5, 2] is flagged.")
+
+
+def _design_section(analysis: Analysis, results: dict, labels: dict, context: ReportContext, images: dict) -> dict:
     summary = results["balance_summary"]
     if not is_estimable(summary):
         return {"missing": not_estimable_text(summary)}
     table1 = table1_display(results["table1"], labels, context.variables, context.report.min_cell)
-    return {"table1": html_table(table1, "table1"),
+    return {"table1": html_table(table1, "table1"), "balance_text": balance_text(analysis, labels),
             "balance": html_table(balance_display(results["balance"], context.variables), "balance"),
-            "overlap_text": overlap_text(results["propensity"], summary),
+            "overlap_text": overlap_text(results["propensity"], summary, design_words(analysis).adjustment),
             "love_plot": image_base64(images["love_plot"]), "overlap_plot": image_base64(images["overlap_plot"])}
 
 
-def _survival_section(survival: dict, labels: dict, context: ReportContext, images: dict) -> dict:
+def _survival_section(survival: dict, labels: dict, context: ReportContext, images: dict, words: DesignWords) -> dict:
     if not is_estimable(survival):
         return {"missing": not_estimable_text(survival)}
     min_cell = context.report.min_cell
     return {"table": html_table(survival_display(survival, labels, min_cell), "survival"),
-            "note": survival_note(survival),
-            "effects": html_table(effect_display(survival), "effects"),
+            "note": survival_note(survival, words),
+            "effects": html_table(effect_display(survival, words), "effects"),
             "evalue_text": evalue_text(survival),
             "power_text": power_text(survival, min_cell, context.report.relevant_hr),
             "km_plot": image_base64(images["km_plot"])}
@@ -397,14 +496,42 @@ def index_row(treatment: Treatment, context: ReportContext, entry: dict) -> dict
         "matched": pair(m["n_treated_matched"], m["n_controls_matched"]) if is_estimable(m) else "–",
         "headline": headline(survival, labels, context.outcome.name),
         "mdrr": number(survival["power"]["mdrr"], 2) if is_estimable(survival) else "–",
-        "flags": review_flags(entry, labels["treated"], min_cell, context.report.relevant_hr, context.variables),
+        "flags": review_flags(entry, labels, min_cell, context.report.relevant_hr, context.variables),
     }
 
 
+def design_display(rows: pd.DataFrame, min_cell: int) -> pd.DataFrame:
+    """One analysis's designs as the index lists them (design_forest.design_rows' rows)."""
+    pair = lambda a, b, fmt: "–" if pd.isna(a) else f"{fmt(a)} / {fmt(b)}"  # noqa: E731
+    return pd.DataFrame({
+        "Design": rows["label"], "Estimand": rows["estimand"],
+        "n (treated / control)": [pair(r.n_treated, r.n_control, lambda n: count(n, min_cell))
+                                  for r in rows.itertuples()],
+        "Effective sample size (treated / control)": [
+            "–" if pd.isna(r.ess_treated) else f"{weighted_count(r.ess_treated, r.n_treated, min_cell)} / "
+                                               f"{weighted_count(r.ess_control, r.n_control, min_cell)}"
+            for r in rows.itertuples()],
+        "Largest |SMD| after": [number(v, 3) if pd.notna(v) else "–" for v in rows["max_abs_smd_after"]],
+        "Hazard ratio (95% CI)": ["not estimable" if pd.isna(r.hr) else estimate_ci(r.hr, r.hr_lower, r.hr_upper, 2)
+                                  for r in rows.itertuples()],
+        "p": [p_value(None if pd.isna(v) else v) for v in rows["hr_p"]],
+    })
+
+
+def design_section(rows: pd.DataFrame, analyses: dict, png, min_cell: int) -> dict:
+    """The index's design sensitivity: the design forest plot and, per analysis, whether the
+    conclusion depends on the design and its designs' table. ``analyses``: per name {treatment, ...}."""
+    panels = [{"parent": parent, "sentence": conclusion(block, arm_labels(analyses[parent]["treatment"])),
+               "table": html_table(design_display(block, min_cell), f"designs-{parent}")}
+              for parent, block in rows.groupby("parent", sort=False)]
+    return {"image": image_base64(png), "panels": panels}
+
+
 def render_index(analyses: dict, context: ReportContext, ingest: dict, entries: list[dict], forest_png,
-                 interactions: pd.DataFrame) -> str:
+                 interactions: pd.DataFrame, design_forest: dict | None = None) -> str:
     """``analyses``: per name {treatment: Treatment, derived_from}; ``entries``: per analysis {name,
-    survival, attrition, matching, balance_summary} (the parsed result files)."""
+    survival, attrition, matching, balance_summary} (the parsed result files); ``design_forest``:
+    design_section's content (None: no analysis varies its design)."""
     min_cell = context.report.min_cell
     total = ingest["total"]
     page = {"css": (TEMPLATES / "style.css").read_text(),
@@ -415,5 +542,6 @@ def render_index(analyses: dict, context: ReportContext, ingest: dict, entries: 
             "forest": image_base64(forest_png), "loss_threshold": f"{TREATED_LOSS_THRESHOLD:.0%}",
             "interactions": html_table(interaction_display(interactions), "interactions")
             if len(interactions) else "",
+            "design_forest": design_forest,
             "timestamp": _timestamp()}
     return _environment().get_template("index.html.j2").render(page)

@@ -1,3 +1,9 @@
+# The analyses of design weighting (a pattern; "(?!)" matches nothing): rule weight makes their
+# weighted sample, rule match the others' matched sample.
+WEIGHTED_ANALYSES = "|".join(
+    re.escape(name) for name, analysis in STUDY.analyses.items() if analysis.design == "weighting") or "(?!)"
+
+
 rule cohort:
     """Apply the analysis's inclusion steps (with attrition) and derive the outcome."""
     input:
@@ -50,8 +56,19 @@ rule propensity:
         "../scripts/propensity.py"
 
 
+def mahalanobis_design(wildcards):
+    """What Mahalanobis matching reads besides the scores: its covariates, how their missing values
+    are handled and their variables; None for matching on the propensity score."""
+    analysis = STUDY.analyses[wildcards.analysis]
+    if analysis.matching.distance != "mahalanobis":
+        return None
+    names = analysis.matching.mahalanobis_covariates(analysis.covariates)
+    return {"covariates": list(names), "missing": analysis.missing,
+            "variables": {name: variable.to_dict() for name, variable in STUDY.variables_of(names).items()}}
+
+
 rule match:
-    """Greedy nearest-neighbour matching with MatchIt (>= 4.6) semantics."""
+    """Matching with the analysis's method (nearest, optimal, full; MatchIt semantics)."""
     input:
         cohort="results/{analysis}/cohort.parquet",
         scores="results/{analysis}/propensity.parquet",
@@ -64,6 +81,7 @@ rule match:
         summary="results/{analysis}/matching.json",
     params:
         matching=analysis_setting("matching"),
+        mahalanobis=mahalanobis_design,
         seed=STUDY.seed,
     log:
         "results/logs/{analysis}/match.log",
@@ -79,8 +97,42 @@ rule match:
         "../scripts/match.py"
 
 
+# A weighting design's analyses are weighted instead of matched; both rules write the same files.
+ruleorder: weight > match
+
+
+rule weight:
+    """Inverse-probability or overlap weights from the propensity score (design: weighting)."""
+    input:
+        cohort="results/{analysis}/cohort.parquet",
+        scores="results/{analysis}/propensity.parquet",
+        propensity="results/{analysis}/propensity.json",
+    output:
+        matched="results/{analysis}/matched.parquet",
+        pairs="results/{analysis}/pairs.parquet",
+        matched_csv="results/{analysis}/matched.csv",
+        pairs_csv="results/{analysis}/pairs.csv",
+        summary="results/{analysis}/matching.json",
+    wildcard_constraints:
+        analysis=WEIGHTED_ANALYSES,
+    params:
+        weighting=analysis_setting("weighting"),
+    log:
+        "results/logs/{analysis}/weight.log",
+    benchmark:
+        "results/benchmarks/{analysis}/weight.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/weight.py"
+
+
 rule balance:
-    """Covariate balance before and after matching, Table 1, Love and overlap plots."""
+    """Covariate balance before and after matching or weighting, Table 1, Love and overlap plots."""
     input:
         cohort="results/{analysis}/cohort.parquet",
         scores="results/{analysis}/propensity.parquet",
@@ -100,6 +152,8 @@ rule balance:
         variables=analysis_variables,
         arm_labels=arm_labels,
         min_cell=STUDY.report.min_cell,
+        design=analysis_setting("design"),
+        estimand=analysis_setting("estimand"),
     log:
         "results/logs/{analysis}/balance.log",
     benchmark:
@@ -115,7 +169,8 @@ rule balance:
 
 
 rule bootstrap:
-    """One share of the median-difference bootstrap (survival.bootstrap_jobs > 1)."""
+    """One share of the median-difference bootstrap (survival.bootstrap_jobs > 1); it resamples the
+    matched sets (or the patients without them) as matched.parquet and pairs.parquet say."""
     input:
         cohort="results/{analysis}/cohort.parquet",
         matched="results/{analysis}/matched.parquet",
@@ -125,7 +180,6 @@ rule bootstrap:
         temp("results/{analysis}/bootstrap/{job}.npy"),
     params:
         survival=analysis_setting("survival"),
-        replace=matching_setting("replace"),
         seed=STUDY.seed,
     log:
         "results/logs/{analysis}/bootstrap_{job}.log",
@@ -155,7 +209,6 @@ rule survival:
                        labels={"analysis": "{analysis}", "figure": "Kaplan-Meier"}),
     params:
         survival=analysis_setting("survival"),
-        replace=matching_setting("replace"),
         seed=STUDY.seed,
         time_unit=STUDY.time_unit,
         min_cell=STUDY.report.min_cell,

@@ -8,6 +8,7 @@ sys.path.insert(0, workflow.basedir)
 
 from pipeline.config.settings import Settings, Study
 from pipeline.config.validate import prepare_config
+from pipeline.design.designs import design_name
 from pipeline.errors import PipelineError
 from pipeline.provenance import sha256_file
 
@@ -39,10 +40,6 @@ def analysis_setting(name):
     return lambda wildcards: plain(getattr(STUDY.analyses[wildcards.analysis], name))
 
 
-def matching_setting(name):
-    return lambda wildcards: getattr(STUDY.analyses[wildcards.analysis].matching, name)
-
-
 def analysis_variables(wildcards):
     """The registry variables the job's analysis uses (types, levels, labels)."""
     names = STUDY.analyses[wildcards.analysis].variable_names
@@ -66,9 +63,19 @@ def report_context(wildcards):
 
 
 def index_analyses():
-    """What the index shows of each analysis: its arms and what it derives from (subgroup, variant)."""
-    return {name: {"treatment": analysis.treatment.to_dict(), "derived_from": analysis.derived_from}
+    """What the index shows of each analysis: its arms, its design and what it derives from (subgroup,
+    variant)."""
+    return {name: {"treatment": analysis.treatment.to_dict(), "derived_from": analysis.derived_from,
+                   "design": design_name(analysis), "estimand": analysis.estimand}
             for name, analysis in STUDY.analyses.items()}
+
+
+# The index's design forest (results/design_forest.*) exists when an analysis varies its design.
+DESIGN_FOREST = {}
+if any("design" in (analysis.derived_from or {}).get("variant", {}) for analysis in STUDY.analyses.values()):
+    DESIGN_FOREST = {"design_forest_table": "results/design_forest.csv",
+                     "design_forest_plot": report("results/design_forest.png", category="Index",
+                                                  caption="../report/design_forest.rst")}
 
 
 def index_context():
@@ -109,5 +116,6 @@ ANALYSIS_FILES = [
 def final_outputs():
     registry = expand("results/registry/{name}", name=["harmonized.parquet", "quarantine.csv", "ingest_summary.json"])
     per_analysis = expand("results/{analysis}/{name}", analysis=ANALYSES, name=ANALYSIS_FILES)
-    index = ["results/report.html", "results/forest.csv", "results/interaction.csv", "results/manifest.json"]
+    index = ["results/report.html", "results/forest.csv", "results/interaction.csv", "results/manifest.json",
+             *DESIGN_FOREST.values()]
     return registry + per_analysis + index

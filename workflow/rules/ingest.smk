@@ -11,6 +11,7 @@ rule ingest_center:
         sha256=center_extract_sha256,
         variables=ingest_variables(),
         outcome=outcome_roles(),
+        time_unit=STUDY.time_unit,
     log:
         "results/logs/ingest/{center}.log",
     benchmark:
@@ -37,6 +38,7 @@ rule merge_registry:
         summary="results/registry/ingest_summary.json",
     params:
         id_variable=STUDY.registry.id_variable,
+        id_scope=STUDY.registry.id_scope,
     log:
         "results/logs/merge_registry.log",
     benchmark:

@@ -55,6 +55,7 @@ rule index_report:
         forest_table="results/forest.csv",
         interaction_table="results/interaction.csv",
         forest_plot=report("results/forest.png", category="Index", caption="../report/forest.rst"),
+        **DESIGN_FOREST,
     params:
         analyses=index_analyses(),
         context=index_context(),

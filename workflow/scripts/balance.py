@@ -11,13 +11,13 @@ def main(smk):
     matched = read_parquet(smk.input.matched)
     variables = {name: Variable.from_dict(spec) for name, spec in smk.params.variables.items()}
     balance, table1, summary = balance_stage(cohort, scores, matched, smk.params.covariates, smk.params.missing,
-                                             variables, smk.params.min_cell)
+                                             variables, smk.params.min_cell, smk.params.estimand)
     write_csv(balance, smk.output.balance)
     write_csv(table1, smk.output.table1)
     write_json(summary, smk.output.summary)
-    love_plot(balance, smk.output.love_plot, variables)
+    love_plot(balance, smk.output.love_plot, variables, smk.params.design)
     overlap_plot(scores["ps"].to_numpy(), cohort["treated"].to_numpy(bool), matching_weights(cohort, matched),
-                 smk.output.overlap_plot, smk.params.arm_labels)
+                 smk.output.overlap_plot, smk.params.arm_labels, smk.params.design)
 
 
 run_script(main, snakemake)  # noqa: F821

@@ -12,7 +12,7 @@ def main(smk):
     matched = read_parquet(smk.input.matched, columns=["patient_id", "subclass", "weight"])
     pairs = read_parquet(smk.input.pairs, columns=["treated_id", "control_id"])
     replicates = bootstrap_stage(cohort, matched, pairs, Survival.from_dict(smk.params.survival),
-                                 smk.params.replace, smk.params.seed, int(smk.wildcards.job))
+                                 smk.params.seed, int(smk.wildcards.job))
     np.save(smk.output[0], replicates, allow_pickle=False)
 
 

@@ -1,16 +1,19 @@
-"""Rule index_report: results/report.html (every analysis with its headline), the forest plot and its tables."""
+"""Rule index_report: results/report.html (every analysis with its headline), the forest plot and its tables,
+and the design forest plot and its table when an analysis varies its design."""
 from pathlib import Path
 
 from pipeline.config.settings import ReportContext, Treatment
 from pipeline.io import read_json, run_script, write_csv
+from pipeline.report.design_forest import design_forest_plot, design_rows
+from pipeline.report.design_forest import suppressed as suppressed_designs
 from pipeline.report.forest import forest_plot, forest_rows, interaction_tests, suppressed
 from pipeline.report.formatting import arm_labels
-from pipeline.report.html import render_index
+from pipeline.report.html import design_section, render_index
 
 
 def main(smk):
     context = ReportContext.from_dict(smk.params.context)
-    analyses = {name: {"treatment": Treatment.from_dict(a["treatment"]), "derived_from": a["derived_from"]}
+    analyses = {name: {**a, "treatment": Treatment.from_dict(a["treatment"])}
                 for name, a in smk.params.analyses.items()}
     files = zip(analyses, smk.input.survival, smk.input.attrition, smk.input.matching, smk.input.balance_summary)
     entries = [
@@ -23,8 +26,16 @@ def main(smk):
     interactions = interaction_tests(rows)
     write_csv(suppressed(rows, min_cell), smk.output.forest_table)
     write_csv(interactions, smk.output.interaction_table)
-    forest_plot(rows, arm_labels(next(iter(analyses.values()))["treatment"]), smk.output.forest_plot, min_cell)
-    page = render_index(analyses, context, read_json(smk.input.ingest), entries, smk.output.forest_plot, interactions)
+    labels = arm_labels(next(iter(analyses.values()))["treatment"])
+    forest_plot(rows, labels, smk.output.forest_plot, min_cell)
+    design = None
+    if "design_forest_plot" in smk.output.keys():      # some analysis varies its design
+        designs = design_rows(analyses, entries)
+        write_csv(suppressed_designs(designs, min_cell), smk.output.design_forest_table)
+        design_forest_plot(designs, labels, smk.output.design_forest_plot, min_cell)
+        design = design_section(designs, analyses, smk.output.design_forest_plot, min_cell)
+    page = render_index(analyses, context, read_json(smk.input.ingest), entries, smk.output.forest_plot, interactions,
+                        design)
     Path(smk.output.index).write_text(page)
 
 

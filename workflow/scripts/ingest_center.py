@@ -18,7 +18,8 @@ def main(smk):
     variables = {name: Variable.from_dict(spec) for name, spec in smk.params.variables.items()}
     raw = read_extract(path, center)
     accepted, quarantine, summary = harmonize_center(
-        raw, smk.wildcards.center, center, variables, Outcome.from_dict(smk.params.outcome), str(path))
+        raw, smk.wildcards.center, center, variables, Outcome.from_dict(smk.params.outcome), str(path),
+        smk.params.time_unit)
     summary["sha256"] = digest
     write_parquet(accepted, smk.output.accepted)
     write_parquet(quarantine.astype("string"), smk.output.quarantine)

@@ -8,7 +8,7 @@ def main(smk):
         (read_parquet(accepted), read_parquet(quarantine), read_json(summary))
         for accepted, quarantine, summary in zip(smk.input.accepted, smk.input.quarantine, smk.input.summary)
     ]
-    harmonized, quarantine, summary = merge_centers(parts, id_column=smk.params.id_variable)
+    harmonized, quarantine, summary = merge_centers(parts, smk.params.id_variable, smk.params.id_scope)
     write_parquet(harmonized, smk.output.harmonized)
     write_csv(quarantine, smk.output.quarantine)
     write_json(summary, smk.output.summary)

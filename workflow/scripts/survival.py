@@ -1,4 +1,4 @@
-"""Rule survival: the survival comparison in the matched sample and the KM figure of its curves."""
+"""Rule survival: the survival comparison in the matched or weighted sample and the KM figure of its curves."""
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -14,8 +14,8 @@ def main(smk):
     pairs = read_parquet(smk.input.pairs, columns=["treated_id", "control_id"])
     survival = Survival.from_dict(smk.params.survival)
     gathered = np.concatenate([np.load(path) for path in smk.input.bootstrap]) if smk.input.bootstrap else None
-    result, curves = survival_stage(cohort, matched, pairs, survival, smk.params.replace, smk.params.seed,
-                                    smk.params.time_unit, smk.params.relevant_hr, bootstrap_replicates=gathered)
+    result, curves = survival_stage(cohort, matched, pairs, survival, smk.params.seed, smk.params.time_unit,
+                                    smk.params.relevant_hr, bootstrap_replicates=gathered)
     write_json(result, smk.output.survival)
     figure = plot_km(curves, endpoint=smk.params.endpoint, labels=smk.params.arm_labels,
                      time_unit=smk.params.time_unit, min_cell=smk.params.min_cell, path=smk.output.km_plot,

@@ -10,18 +10,26 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config.settings import Matching
-from pipeline.design.matching import nearest
+from pipeline.design.matching import full, nearest, optimal
 from pipeline.design.matching.common import MatchingMethod, MatchResult
+from pipeline.design.matching.mahalanobis import mahalanobis_features
 
 METHODS: dict[str, MatchingMethod] = {
     "nearest": nearest.METHOD,
+    "optimal": optimal.METHOD,
+    "full": full.METHOD,
 }
 
 
 def match(distance: np.ndarray, treated: np.ndarray, exact: np.ndarray | None, discarded: np.ndarray,
-          matching: Matching, seed: int) -> MatchResult:
-    """Match with the analysis's method (see MatchingMethod for the arguments)."""
-    return METHODS[matching.method].match(distance, treated, exact, discarded, matching, seed)
+          matching: Matching, seed: int, covariates: np.ndarray | None = None) -> MatchResult:
+    """Match with the analysis's method (see MatchingMethod for the arguments). ``covariates``:
+    the design matrix of the Mahalanobis covariates (only read with ``distance: mahalanobis``)."""
+    method = METHODS[matching.method].match
+    if matching.distance == "mahalanobis":
+        features = mahalanobis_features(covariates, np.asarray(treated, dtype=bool), np.asarray(discarded, dtype=bool))
+        return method(distance, treated, exact, discarded, matching, seed, features=features)
+    return method(distance, treated, exact, discarded, matching, seed)
 
 
 def describe(matching: Matching, caliper_raw: float | None) -> str:

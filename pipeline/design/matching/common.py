@@ -8,7 +8,7 @@ MatchResult every method returns (pairs, MatchIt's weights and subclasses, count
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -30,7 +30,9 @@ class MatchResult:
     treated unit in data order, then slot. ``subclass`` numbers the matched sets 1..n in the data
     order of their treated unit, as MatchIt; 0 = not matched, and 0 for everyone with replacement.
     ``caliper_raw`` is the caliper in distance units (None without one); ``counts`` are the
-    matching's own counts (matched, unmatched, discarded per arm).
+    matching's own counts (matched, unmatched, discarded per arm); ``details`` what else a method
+    reports in matching.json (optimal and full matching: the total distance of the solution and
+    how far above the exact optimum it may lie at most).
     """
 
     pairs: pd.DataFrame
@@ -38,6 +40,7 @@ class MatchResult:
     subclass: np.ndarray
     caliper_raw: float | None
     counts: dict
+    details: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,9 @@ class MatchingMethod:
 
     ``match(distance, treated, exact, discarded, matching, seed)``: ``distance`` per unit,
     ``treated`` and ``discarded`` (common support) booleans, ``exact`` one integer stratum code per
-    unit (None without exact matching), ``matching`` the analysis's Matching settings.
+    unit (None without exact matching), ``matching`` the analysis's Matching settings. A method
+    that supports ``matching.distance: mahalanobis`` also takes ``features=`` (one row per unit
+    whose Euclidean distances are the Mahalanobis distances; pipeline.design.matching.mahalanobis).
     ``describe(matching, caliper_raw)``: the sentence of the report's methods paragraph.
     """
 
@@ -127,6 +132,43 @@ def _r_sd(x: np.ndarray) -> float:
     return float(np.sqrt(np.float64(np.sum(centred * centred, dtype=np.longdouble) / (n - 1))))
 
 
+def validated_inputs(distance, treated, exact, discarded):
+    """The matching inputs as arrays of the right types and lengths (DataError otherwise)."""
+    distance = np.ascontiguousarray(distance, dtype=np.float64)
+    n = len(distance)
+    treated = as_bool(treated, "treated")
+    discarded = np.zeros(n, dtype=bool) if discarded is None else as_bool(discarded, "discarded")
+    exact = np.zeros(n, dtype=np.int64) if exact is None else np.asarray(exact)
+    if exact.dtype.kind not in "iu":
+        raise DataError("exact stratum codes must be integers")
+    for name, arr in (("treated", treated), ("discarded", discarded), ("exact", exact)):
+        if len(arr) != n:
+            raise DataError(f"{name} has {len(arr)} values but the distance has {n}")
+    if np.isnan(distance).any() or not np.isfinite(distance[~discarded]).all():
+        raise DataError("the matching distance is missing, or infinite for a unit that is not discarded")
+    return distance, treated, exact.astype(np.int64), discarded
+
+
+def caliper_phrase(matching: Matching, caliper_raw: float | None) -> str:
+    """The caliper in words, for a method's sentence."""
+    if matching.caliper is None:
+        return "no caliper"
+    raw_width = "" if caliper_raw is None else f" (raw width {caliper_raw:.4f})"
+    if matching.std_caliper:
+        return f"a caliper of {matching.caliper} SD of the {matching.caliper_scale} of the propensity score{raw_width}"
+    return f"a caliper of {matching.caliper} on the {matching.caliper_scale} scale{raw_width}"
+
+
+def distance_phrase(matching: Matching) -> str:
+    """What the patients were matched on, in words (empty for the propensity score, which the
+    caliper sentence already names)."""
+    if matching.distance != "mahalanobis":
+        return ""
+    covariates = ", ".join(matching.mahalanobis) if matching.mahalanobis else "the analysis covariates"
+    return (f" on the Mahalanobis distance of {covariates} (pooled within-arm covariance, as MatchIt), "
+            "the caliper applying to the propensity score")
+
+
 def as_bool(values, name: str) -> np.ndarray:
     arr = np.asarray(values)
     if arr.dtype != bool:
@@ -184,3 +226,44 @@ def _counts(treated, discarded, set_sizes, used) -> dict:
         "n_discarded_treated": n_discarded_treated,
         "n_discarded_control": int((~treated & discarded).sum()),
     }
+
+
+def result_from_sets(t_index: np.ndarray, c_index: np.ndarray, set_key: np.ndarray, treated: np.ndarray,
+                     discarded: np.ndarray, distance: np.ndarray, caliper_raw: float | None,
+                     details: dict | None = None) -> MatchResult:
+    """The MatchResult of matched sets given as pairs (treated and control data indices and any
+    integer key of the set each pair belongs to; every patient in one set).
+
+    Sets are numbered 1..n in the data order of their first treated patient; a pair's slot is
+    the control's rank among its treated patient's controls in data order. Weights as MatchIt's
+    ``get_weights_from_subclass`` for the ATT: treated 1, a control (treated / controls) of its
+    set, rescaled to mean 1 over the matched controls (MatchIt's ``normalize``)."""
+    order = np.lexsort((c_index, t_index))
+    t_index, c_index, set_key = t_index[order], c_index[order], set_key[order]
+    keys, set_of_pair = np.unique(set_key, return_inverse=True)
+    first_treated = np.full(len(keys), np.iinfo(np.int64).max)
+    np.minimum.at(first_treated, set_of_pair, t_index)
+    number = np.empty(len(keys), dtype=np.int64)
+    number[np.argsort(first_treated, kind="stable")] = np.arange(1, len(keys) + 1)
+    subclass = np.zeros(len(treated), dtype=np.int64)
+    subclass[t_index] = number[set_of_pair]
+    subclass[c_index] = number[set_of_pair]
+    members = subclass > 0
+    n_treated = np.bincount(subclass[members & treated], minlength=len(keys) + 1)
+    n_controls = np.bincount(subclass[members & ~treated], minlength=len(keys) + 1)
+    weights = np.zeros(len(treated))
+    weights[members & treated] = 1.0
+    used = members & ~treated
+    weights[used] = n_treated[subclass[used]] / n_controls[subclass[used]]
+    weights[used] = used.sum() * weights[used] / weights[used].sum() if used.any() else 0.0
+    slot = np.ones(len(t_index), dtype=np.int64)
+    if len(t_index):
+        starts = np.r_[True, t_index[1:] != t_index[:-1]]
+        run_start = np.maximum.accumulate(np.where(starts, np.arange(len(t_index)), 0))
+        slot = np.arange(len(t_index)) - run_start + 1
+    pairs = pd.DataFrame({"treated_index": t_index, "control_index": c_index, "slot": slot,
+                          "distance_diff": np.abs(distance[t_index] - distance[c_index])})
+    matched_treated = np.zeros(int(treated.sum()), dtype=np.int64)
+    matched_treated[np.searchsorted(np.flatnonzero(treated), np.unique(t_index))] = 1
+    return MatchResult(pairs, weights, subclass, caliper_raw,
+                       _counts(treated, discarded, matched_treated, used), details or {})

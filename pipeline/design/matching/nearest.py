@@ -27,17 +27,17 @@ import numba
 import numpy as np
 
 from pipeline.config.settings import Matching
-from pipeline.design.matching.common import (NO_MATCH, MatchingMethod, MatchResult, as_bool,
-                                             caliper_in_distance_units, match_result)
-from pipeline.errors import DataError
+from pipeline.design.matching.common import (NO_MATCH, MatchingMethod, MatchResult, caliper_in_distance_units,
+                                             distance_phrase, match_result, validated_inputs)
+from pipeline.design.matching.flow import admissible_pairs
 
 
 def match(distance: np.ndarray, treated: np.ndarray, exact: np.ndarray | None, discarded: np.ndarray,
-          matching: Matching, seed: int) -> MatchResult:
+          matching: Matching, seed: int, features: np.ndarray | None = None) -> MatchResult:
     """The registry's entry point: :func:`match_nearest` with an analysis's Matching settings."""
     return match_nearest(distance, treated, ratio=matching.ratio, caliper=matching.caliper,
                          std_caliper=matching.std_caliper, replace=matching.replace, order=matching.order,
-                         exact=exact, discarded=discarded, seed=seed)
+                         exact=exact, discarded=discarded, seed=seed, features=features)
 
 
 def describe(matching: Matching, caliper_raw: float | None) -> str:
@@ -52,7 +52,7 @@ def describe(matching: Matching, caliper_raw: float | None) -> str:
     raw_width = "" if caliper_raw is None else f" (raw width {caliper_raw:.4f})"
     exact = f", exactly within {', '.join(matching.exact)}" if matching.exact else ""
     order = "data" if matching.replace else matching.order     # with replacement MatchIt uses the data order
-    return (f"Patients were matched {matching.ratio}:1 by greedy nearest-neighbour matching "
+    return (f"Patients were matched {matching.ratio}:1 by greedy nearest-neighbour matching{distance_phrase(matching)} "
             f"{'with' if matching.replace else 'without'} replacement in {order} order of the distance{exact}, "
             f"with {caliper}{raw_width}, with MatchIt (>= 4.6) semantics; common-support discard: "
             f"{matching.discard}.")
@@ -64,9 +64,15 @@ METHOD = MatchingMethod(match=match, describe=describe)
 def match_nearest(distance: np.ndarray, treated: np.ndarray, *, ratio: int = 1,
                   caliper: float | None = None, std_caliper: bool = True, replace: bool = False,
                   order: str = "largest", exact: np.ndarray | None = None,
-                  discarded: np.ndarray | None = None, seed: int = 0) -> MatchResult:
+                  discarded: np.ndarray | None = None, seed: int = 0,
+                  features: np.ndarray | None = None) -> MatchResult:
     """Nearest-neighbour matching of treated to control units as ``MatchIt::matchit(method =
     "nearest", distance = <distance>, estimand = "ATT")``.
+
+    With ``features`` (Mahalanobis matching, MatchIt's ``mahvars``) each treated unit, in the same
+    order, takes the available control nearest in the features' Euclidean distance among those
+    of its stratum within the caliper on ``distance``; equally near controls go by data order
+    (MatchIt takes the one its scan meets last, which this does not reproduce).
 
     ``caliper`` is in SDs of the distance when ``std_caliper`` (SD over non-discarded units) else
     in distance units. ``exact`` holds one integer stratum code per unit. ``discarded`` units
@@ -75,13 +81,18 @@ def match_nearest(distance: np.ndarray, treated: np.ndarray, *, ratio: int = 1,
     ``numpy.random.default_rng(seed)`` (R's ``sample`` cannot be reproduced; the other orders give
     MatchIt's pairs exactly). With ``replace`` MatchIt always uses the data order.
     """
-    distance, treated, exact, discarded = _validated_inputs(distance, treated, exact, discarded)
+    distance, treated, exact, discarded = validated_inputs(distance, treated, exact, discarded)
     caliper_raw = caliper_in_distance_units(distance, discarded, caliper, std_caliper)
     limit = np.inf if caliper_raw is None else caliper_raw
 
     order_by_distance = _stable_argsort(distance)
     treated_idx = np.flatnonzero(treated)
     layout = _layout(order_by_distance, treated, discarded, *_strata(exact))
+    if features is not None:
+        queue = np.flatnonzero(~discarded[treated_idx]) if replace else _treated_order(
+            layout.treated_ascending, distance[treated_idx], discarded[treated_idx], order, seed)
+        mm = _match_on_features(queue, distance, treated, discarded, exact, caliper_raw, features, int(ratio), replace)
+        return match_result(mm, treated, discarded, distance, replace, caliper_raw)
     if replace:
         queue = np.flatnonzero(~discarded[treated_idx])
         kernel = _match_with_replacement
@@ -94,20 +105,56 @@ def match_nearest(distance: np.ndarray, treated: np.ndarray, *, ratio: int = 1,
     return match_result(mm, treated, discarded, distance, replace, caliper_raw)
 
 
-def _validated_inputs(distance, treated, exact, discarded):
-    distance = np.ascontiguousarray(distance, dtype=np.float64)
-    n = len(distance)
-    treated = as_bool(treated, "treated")
-    discarded = np.zeros(n, dtype=bool) if discarded is None else as_bool(discarded, "discarded")
-    exact = np.zeros(n, dtype=np.int64) if exact is None else np.asarray(exact)
-    if exact.dtype.kind not in "iu":
-        raise DataError("exact stratum codes must be integers")
-    for name, arr in (("treated", treated), ("discarded", discarded), ("exact", exact)):
-        if len(arr) != n:
-            raise DataError(f"{name} has {len(arr)} values but the distance has {n}")
-    if np.isnan(distance).any() or not np.isfinite(distance[~discarded]).all():
-        raise DataError("the matching distance is missing, or infinite for a unit that is not discarded")
-    return distance, treated, exact.astype(np.int64), discarded
+def _match_on_features(queue, distance, treated, discarded, exact, caliper_raw, features, ratio, replace):
+    """The match matrix of nearest matching on the features' distance (see match_nearest)."""
+    graph = admissible_pairs(distance, treated, discarded, exact, caliper_raw, features)
+    treated_idx = np.flatnonzero(treated)
+    node_of_row = np.full(len(treated_idx), -1)
+    node_of_row[np.searchsorted(treated_idx, graph.treated)] = np.arange(len(graph.treated))
+    return _nearest_by_features(node_of_row[queue], queue, graph.lo, graph.hi, graph.treated, graph.control,
+                                graph.features, len(treated_idx), ratio, replace)
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_by_features(nodes, rows, lo, hi, t_units, c_units, features, n_rows, ratio, replace):
+    mm = np.full((n_rows, ratio), NO_MATCH, dtype=np.int64)
+    used = np.zeros(len(c_units), dtype=np.bool_)
+    active = np.ones(len(nodes), dtype=np.bool_)
+    chosen = np.empty(ratio, dtype=np.int64)
+    chosen_d = np.empty(ratio, dtype=np.float64)
+    for r in range(1 if replace else ratio):
+        for q in range(len(nodes)):
+            i = nodes[q]
+            if not active[q]:
+                continue
+            n_chosen = 0
+            want = ratio if replace else 1
+            for j in range(lo[i], hi[i] + 1):
+                if used[j]:
+                    continue
+                d = 0.0
+                for m in range(features.shape[1]):
+                    diff = features[t_units[i], m] - features[c_units[j], m]
+                    d += diff * diff
+                # insert (d, j) into the sorted list of the `want` nearest (ties: lower data index)
+                pos = n_chosen
+                while pos > 0 and (chosen_d[pos - 1] > d or (chosen_d[pos - 1] == d and c_units[chosen[pos - 1]] > c_units[j])):
+                    pos -= 1
+                if pos >= want:
+                    continue
+                last = min(n_chosen, want - 1)
+                for s in range(last, pos, -1):
+                    chosen[s], chosen_d[s] = chosen[s - 1], chosen_d[s - 1]
+                chosen[pos], chosen_d[pos] = j, d
+                n_chosen = min(n_chosen + 1, want)
+            if n_chosen == 0:
+                active[q] = False
+                continue
+            for s in range(n_chosen):
+                mm[rows[q], s if replace else r] = c_units[chosen[s]]
+                if not replace:
+                    used[chosen[s]] = True
+    return mm
 
 
 def _stable_argsort(values: np.ndarray) -> np.ndarray:
