@@ -55,7 +55,7 @@ def study_config(demo: dict, centers: list[str], central: bool = False) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, help="folder for the site studies and the central study")
-    parser.add_argument("--centers", nargs="+", default=["center_a", "center_b", "center_c"],
+    parser.add_argument("--centers", nargs="+", default=["center_a", "center_b"],
                         help="the demo centers, one site each")
     args = parser.parse_args(argv)
     demo = yaml.safe_load((REPO / "config.yaml").read_text())
