@@ -13,7 +13,7 @@ import yaml
 from pipeline.config.settings import Federated, Propensity, PropensityDesign, Study, Variable
 from pipeline.config.validate import prepare_config
 from pipeline.design.stages import propensity_stage
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from pipeline.federated import meta
 from pipeline.federated.__main__ import main as federated_cli
 from pipeline.federated.bundle import balance_sums, consortium_settings, on_grid, site_bundle
@@ -129,6 +129,8 @@ def test_no_heterogeneity_gives_tau2_zero_and_the_fixed_effect():
     y, se = [0.1, 0.1, 0.1], [0.2, 0.3, 0.25]
     assert meta.tau2_reml(y, se) == 0 and meta.tau2_dl(y, se) == 0
     assert meta.random_effects(y, se, "reml", False)["estimate"] == pytest.approx(meta.fixed_effect(y, se)["estimate"])
+    hartung_knapp = meta.random_effects(y, se, "reml", True)
+    assert hartung_knapp["se"] == 0 and hartung_knapp["p"] is None
 
 
 # --- the bundle -------------------------------------------------------------------------------------
@@ -259,6 +261,32 @@ def test_pooled_curves_and_balance_are_those_of_the_union(tmp_path):
             np.testing.assert_allclose(combined["mean"], whole[when][arm]["mean"], rtol=1e-12)
             np.testing.assert_allclose(combined["sum_sq_dev"], whole[when][arm]["sum_sq_dev"], rtol=1e-10)
     assert result["sites"][0]["n_treated"] == 30
+
+
+def test_a_site_that_could_not_estimate_is_listed_and_left_out(tmp_path):
+    study = _study()
+    settings = _bundle(1, "site_a")["settings"]
+    failed = site_bundle(settings=settings, site="site_c", seed=1, min_cell=5, cohort=None, matched=None, pairs=None,
+                         cohort_summary={}, matching_summary={}, survival={}, variables=VARIABLES,
+                         analysis=study.analyses["all_patients"], code_version="test",
+                         not_estimable={"reason": "the matched sample has no treated patients", "stage": "match"})
+    bundles = read_bundles(_written(tmp_path, {"a": _bundle(1, "site_a"), "b": _bundle(2, "site_b"),
+                                               "c": json.loads(json.dumps(failed))}))
+    result, _ = pool(bundles)
+    two_sites, _ = pool(bundles[:2])
+    assert result["sites"][2]["reason"] == "the matched sample has no treated patients"
+    assert result["treated"] == two_sites["treated"] and result["logrank"] == two_sites["logrank"]
+    assert result["hazard_ratio"]["sites"] == ["site_a", "site_b"]
+
+
+def test_config_names_unknown_federated_analyses_and_within_variables():
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["federated"] = {"analyses": ["all_patients", "nope"]}
+    config["analyses"]["all_patients"]["propensity"]["within"] = ["centre"]
+    with pytest.raises(ConfigError) as err:
+        prepare_config(config, REPO)
+    assert "federated.analyses: 'nope' is not an analysis" in str(err.value)
+    assert "propensity.within: 'centre' is not a registry variable" in str(err.value)
 
 
 def test_cli_writes_the_pooled_report(tmp_path):

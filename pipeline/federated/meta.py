@@ -5,7 +5,8 @@
 - random effects: tau^2 by DerSimonian-Laird or by REML (the root of the restricted likelihood's
   score, which metafor approaches by Fisher scoring), truncated at 0;
 - Hartung-Knapp: the t distribution with k - 1 df and the weighted residual variance as the SE
-  (metafor's ``test = "knha"``, without the ad hoc truncation);
+  (metafor's ``test = "knha"``, without the ad hoc truncation); when every site has the same
+  estimate that SE is 0 and the p-value is undefined (None);
 - heterogeneity: Cochran's Q, I^2 = tau^2 / (tau^2 + s^2) with s^2 the typical within-site
   variance (metafor's definition; equal to (Q - df) / Q for DL), H^2;
 - the 95% prediction interval of a new site's effect: estimate +- crit * sqrt(se^2 + tau^2), crit
@@ -78,7 +79,7 @@ def random_effects(y, se, method: str = "reml", hartung_knapp: bool = True) -> d
         df = len(y) - 1
         se_re = float(np.sqrt(np.sum(w * (y - estimate) ** 2) / (df * np.sum(w))))
         crit = float(stats.t.ppf(0.5 + LEVEL / 2, df))
-        p = float(2 * stats.t.sf(abs(estimate / se_re), df))
+        p = float(2 * stats.t.sf(abs(estimate / se_re), df)) if se_re > 0 else None   # identical estimates
         out = {"estimate": estimate, "se": se_re, "lower": estimate - crit * se_re,
                "upper": estimate + crit * se_re, "p": p, "distribution": f"t, {df} df (Hartung-Knapp)"}
     else:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -14,11 +13,10 @@ from matplotlib.figure import Figure
 from pipeline.io import write_json
 from pipeline.report.figures import figure_style, save_png
 from pipeline.report.forest import log_axis
-from pipeline.report.formatting import arm_median, count, estimate_ci, number, p_value
+from pipeline.report.formatting import arm_median, count, estimate_ci, number, p_clause, p_value, time_value
 from pipeline.report.html import html_table, image_base64
-from pipeline.report.km_plot import plot_km
-
-matplotlib.use("Agg")
+from pipeline.report.km_plot import plot_km  # noqa: I001 (selects the Agg backend)
+import matplotlib.pyplot as plt  # noqa: E402
 
 
 def write_pooled(result: dict, curves: dict, bundles: list[dict], out: Path) -> None:
@@ -28,9 +26,8 @@ def write_pooled(result: dict, curves: dict, bundles: list[dict], out: Path) -> 
     write_json(result, out / "pooled.json")
     labels = _arm_labels(result["settings"]["settings"]["treatment"])
     if result["estimable"]:
-        figure = plot_km(curves, endpoint="survival", labels=labels, time_unit=result["time_unit"],
-                         min_cell=min_cell, path=out / "km.png")
-        figure.clf()
+        plt.close(plot_km(curves, endpoint="survival", labels=labels, time_unit=result["time_unit"],
+                          min_cell=min_cell, path=out / "km.png"))
         forest_plot(result, labels, out / "forest.png", min_cell)
     (out / "report.html").write_text(report_html(result, labels, out, min_cell))
 
@@ -87,7 +84,7 @@ def report_html(result: dict, labels: dict, out: Path, min_cell: int) -> str:
     title = f"Federated analysis {result['analysis']}: {len(result['sites'])} sites"
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>Config hash {html.escape(result['config_hash'])}; times rounded up to a grid of "
-             f"{number(result['time_grid']['width'], 3)} {html.escape(result['time_unit'])}.</p>",
+             f"{time_value(result['time_grid']['width'])} {html.escape(result['time_unit'])}.</p>",
              _sites_table(result, min_cell)]
     if not result["estimable"]:
         parts.append(f"<p><b>Not estimable:</b> {html.escape(result['reason'])}</p>")
@@ -145,7 +142,7 @@ def _hazard_section(hazard: dict) -> str:
     if random and heterogeneity:
         text += (f"<p>tau² {number(random['tau2'], 4)} ({random['tau2_method'].upper()}), I² "
                  f"{number(heterogeneity['i2'], 1)}%, Q {number(heterogeneity['q'], 2)} on {heterogeneity['df']} df "
-                 f"({p_value(heterogeneity['q_p'])}); 95% prediction interval of a new site's HR "
+                 f"({p_clause(heterogeneity['q_p'])}); 95% prediction interval of a new site's HR "
                  f"{number(random['hr_prediction_lower'], 2)}–{number(random['hr_prediction_upper'], 2)}.</p>")
     if hazard.get("reason"):
         text += f"<p>{html.escape(hazard['reason'])}</p>"
