@@ -5,6 +5,12 @@
 from pipeline.federated.bundle import consortium_settings, site_name
 
 
+# Sub-second jobs: on a cluster they run on the submitting node.
+localrules:
+    federated_bundle,
+    federated_pool,
+
+
 def federated_settings(wildcards):
     """What every site's bundle of this analysis must share (the bundle's config hash)."""
     analysis = STUDY.analyses[wildcards.analysis]
@@ -33,6 +39,8 @@ rule federated_bundle:
         min_cell=STUDY.report.min_cell,
     log:
         "results/logs/{analysis}/federated_bundle.log",
+    benchmark:
+        "results/benchmarks/{analysis}/federated_bundle.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -19,7 +19,7 @@ def main(smk):
         cohort_summary=read_json(smk.input.attrition), matching_summary=read_json(smk.input.matching),
         survival=read_json(smk.input.survival),
         variables={name: Variable.from_dict(spec) for name, spec in smk.params.variables.items()},
-        analysis=Analysis.from_dict(smk.params.analysis), code_version=git_commit(Path(__file__).resolve().parents[2]),
+        analysis=Analysis.from_dict(smk.params.analysis), code_version=git_commit(Path(smk.scriptdir).parents[1]),
         not_estimable=upstream)
     write_json(bundle, smk.output[0])
 
