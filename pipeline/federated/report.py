@@ -144,6 +144,9 @@ def _hazard_section(hazard: dict) -> str:
                  f"{number(heterogeneity['i2'], 1)}%, Q {number(heterogeneity['q'], 2)} on {heterogeneity['df']} df "
                  f"({p_clause(heterogeneity['q_p'])}); 95% prediction interval of a new site's HR "
                  f"{number(random['hr_prediction_lower'], 2)}–{number(random['hr_prediction_upper'], 2)}.</p>")
+    if random and len(hazard["sites"]) < 3:
+        text += (f"<p>With {len(hazard['sites'])} sites the between-site variance rests on that many estimates: "
+                 "the random-effects and prediction intervals are wide by construction.</p>")
     if hazard.get("reason"):
         text += f"<p>{html.escape(hazard['reason'])}</p>"
     return text
