@@ -23,7 +23,7 @@ def test_defaults_fill_nested_blocks_left_out(demo_config):
     filled = fill_defaults(demo_config, schema, schema)["analyses"]["all_patients"]
     assert filled["matching"]["ratio"] == 1 and filled["matching"]["order"] == "largest"
     assert filled["survival"]["ci"] == "log-log" and filled["survival"]["bootstrap"] == 1000
-    assert filled["propensity"] == {"model": "logistic", "splines": {}}
+    assert filled["propensity"] == {"model": "logistic", "splines": {}, "within": []}
     assert filled["missing"] == "complete_case" and filled["cohort"] == []
 
 

@@ -152,6 +152,7 @@ class Propensity(Settings):
     model: str
     column: str | None
     splines: dict[str, int]
+    within: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,8 @@ class Analysis(Settings):
     @property
     def selection(self) -> Selection:
         exact = self.matching.exact if self.design == "matching" else ()
-        needed = (*exact, *((self.propensity.column,) if self.propensity.model == "precomputed" else ()))
+        needed = (*exact, *self.propensity.within,
+                  *((self.propensity.column,) if self.propensity.model == "precomputed" else ()))
         return Selection(self.treatment, self.cohort, self.min_days_at_risk, self.missing, self.covariates,
                          tuple(dict.fromkeys(needed)))
 
@@ -265,6 +267,16 @@ class Report(Settings):
 
 
 @dataclass(frozen=True)
+class Federated(Settings):
+    analyses: tuple[str, ...]
+    site: str | None
+    time_grid: float
+    tau2: str
+    hartung_knapp: bool
+    pool: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
 class ReportContext(Settings):
     """What the reports use besides the analyses' own settings."""
     seed: int
@@ -283,6 +295,7 @@ class Study(Settings):
     outcome: Outcome
     analyses: dict[str, Analysis]
     report: Report
+    federated: Federated
 
     @classmethod
     def from_config(cls, config: dict) -> "Study":

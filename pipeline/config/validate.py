@@ -227,6 +227,8 @@ def semantic_problems(config: dict, workdir: Path) -> list[str]:
     problems = []
     for name, analysis in study.analyses.items():
         problems += [f"analyses.{name}.{p}" for p in analysis_problems(analysis, study, columns)]
+    problems += [f"federated.analyses: '{name}' is not an analysis (nor a subgroup or sensitivity variant)"
+                 for name in study.federated.analyses if name not in study.analyses]
     return problems + registry_problems(study.registry, study.outcome, workdir)
 
 
@@ -256,12 +258,13 @@ def analysis_problems(analysis: Analysis, study: Study, columns: dict[str, str])
     for var in analysis.subgroups:
         if columns.get(var) not in {"binary", "category"}:
             problems.append(f"subgroups: '{var}' must be a binary or category registry variable")
-    for var in analysis.matching.exact:
-        if var not in columns:
-            problems.append(f"matching.exact: '{var}' is not a registry variable (or center, index_year)")
-        elif columns[var] in {"id", "date", "numeric"}:
-            problems.append(f"matching.exact: '{var}' has type {columns[var]}; exact matching needs "
-                            "a category, binary or integer variable")
+    for key, names in (("matching.exact", analysis.matching.exact), ("propensity.within", analysis.propensity.within)):
+        for var in names:
+            if var not in columns:
+                problems.append(f"{key}: '{var}' is not a registry variable (or center, index_year)")
+            elif columns[var] in {"id", "date", "numeric"}:
+                problems.append(f"{key}: '{var}' has type {columns[var]}; it needs a category, binary or "
+                                "integer variable")
     problems += _matching_problems(analysis)
     return problems
 

@@ -18,6 +18,7 @@ from pipeline.design import weighting as weighting_schemes
 from pipeline.design.balance import balance_failed, balance_table, constant_covariates
 from pipeline.design.matching.common import MatchResult, common_support, matching_distance
 from pipeline.design.propensity import fit_propensity
+from pipeline.design.propensity.common import PropensityFit
 from pipeline.design.propensity.design_matrix import covariate_matrix
 from pipeline.design.propensity.diagnostics import ps_diagnostics
 from pipeline.design.table_one import table_one
@@ -53,8 +54,7 @@ def propensity_stage(cohort: pd.DataFrame, design: PropensityDesign, variables: 
     summary (propensity.json)."""
     treated = cohort["treated"].to_numpy(bool)
     propensity = design.propensity
-    X = covariate_matrix(cohort, design.covariates, design.missing, analysis_variables(variables, cohort))
-    fit = fit_propensity(X, treated, propensity, seed, cohort)
+    fit = _fit_within(cohort, treated, design, variables, seed)
     distance, unmatchable = matching_distance(fit.ps, design.caliper_scale)
     discarded = common_support(fit.ps, treated, design.discard) | unmatchable
     scores = pd.DataFrame({
@@ -73,14 +73,40 @@ def propensity_stage(cohort: pd.DataFrame, design: PropensityDesign, variables: 
         "n_score_0_or_1": int(unmatchable.sum()),
         "diagnostics_before": ps_diagnostics(fit.ps, treated),
     }
-    log.info("propensity: %s model on %d patients (%d treated), %d design columns; converged: %s",
-             fit.model, len(cohort), treated.sum(), X.shape[1], fit.converged)
+    log.info("propensity: %s model on %d patients (%d treated); converged: %s", fit.model, len(cohort),
+             treated.sum(), fit.converged)
     for warning in fit.warnings:
         log.info("propensity warning: %s", warning)
     log.info("propensity: %d treated and %d controls discarded (common support, discard: %s; scores of "
              "exactly 0 or 1, which have no logit: %d)", (discarded & treated).sum(), (discarded & ~treated).sum(),
              design.discard, unmatchable.sum())
     return scores, summary
+
+
+def _fit_within(cohort: pd.DataFrame, treated: np.ndarray, design: PropensityDesign,
+                variables: dict[str, Variable], seed: int) -> PropensityFit:
+    """The model fitted on the whole cohort, or (propensity.within) separately in each stratum, each
+    exactly as a site holding only that stratum would fit it; the strata's coefficients are then keyed
+    by stratum ("center=center_a") and their warnings prefixed with it."""
+    propensity = design.propensity
+    if not propensity.within:
+        X = covariate_matrix(cohort, design.covariates, design.missing, analysis_variables(variables, cohort))
+        return fit_propensity(X, treated, propensity, seed, cohort)
+    ps = np.empty(len(cohort))
+    coefficients, warnings, converged = {}, [], True
+    for key, rows in cohort.groupby(list(propensity.within), sort=True, dropna=False).indices.items():
+        stratum = cohort.iloc[rows].reset_index(drop=True)
+        label = ", ".join(f"{var}={value}" for var, value in zip(propensity.within, np.atleast_1d(key)))
+        if stratum["treated"].all() or not stratum["treated"].any():
+            raise NotEstimable(f"the propensity model is fitted within {label}, which has only one arm")
+        X = covariate_matrix(stratum, design.covariates, design.missing, analysis_variables(variables, stratum))
+        fit = fit_propensity(X, treated[rows], propensity, seed, stratum)
+        ps[rows] = fit.ps
+        coefficients[label] = fit.coefficients
+        warnings += [f"{label}: {warning}" for warning in fit.warnings]
+        converged &= fit.converged
+        log.info("propensity within %s: %d patients, %d design columns", label, len(rows), X.shape[1])
+    return PropensityFit(ps, fit.model, coefficients, converged, warnings)
 
 
 # --- matching -------------------------------------------------------------------------------------

@@ -15,29 +15,50 @@ import numpy as np
 from scipy import stats
 
 from pipeline.outcome.cox import fit_cox, score_tests, why_no_hazard_ratio
+from pipeline.outcome.km import RiskTable
 
 COMMON_OUTCOME = 0.15                  # VanderWeele & Ding: convert HR to RR above this
 _ZERO_ROBUST = ("its cluster-robust variance is zero (every cluster's contributions cancel, e.g. "
                 "identical arms)")
 
 
-def logrank(time, event, treated):
-    """Unweighted two-group log-rank test (R survdiff, rho = 0): (chisq, p).
+def logrank(time, event, treated, strata=None):
+    """Unweighted two-group log-rank test (R survdiff, rho = 0), stratified when ``strata`` is
+    given (survdiff's ``strata()``: observed minus expected and variance summed over strata):
+    (chisq, p).
 
     Needs an event time with both arms at risk and a survivor (why_no_hazard_ratio), else the
     variance is 0."""
     time, event = np.asarray(time, dtype=float), np.asarray(event, dtype=float)
     grp = np.asarray(treated, dtype=bool)
-    times, idx = np.unique(time, return_inverse=True)
-    k = len(times)
-    n = np.cumsum(np.bincount(idx, minlength=k)[::-1])[::-1].astype(float)
-    n1 = np.cumsum(np.bincount(idx[grp], minlength=k)[::-1])[::-1].astype(float)
-    d = np.bincount(idx, event, k)
-    d1 = np.bincount(idx[grp], event[grp], k)
+    strata = np.zeros(len(time)) if strata is None else np.asarray(strata)
+    terms = []
+    for stratum in np.unique(strata):
+        rows = strata == stratum
+        terms.append(logrank_terms(RiskTable.of_rows(time[rows & grp], event[rows & grp], np.ones((rows & grp).sum())),
+                                   RiskTable.of_rows(time[rows & ~grp], event[rows & ~grp],
+                                                     np.ones((rows & ~grp).sum()))))
+    return logrank_test(terms)
+
+
+def logrank_terms(treated: RiskTable, control: RiskTable) -> tuple[float, float]:
+    """(observed - expected treated events, variance) of one stratum from the arms' risk tables
+    (their row counts: the test is unweighted)."""
+    times = np.union1d(treated.time, control.time)
+    n1 = treated.on_times(times).n_risk_rows
+    d1 = treated.on_times(times).event_rows
+    n = n1 + control.on_times(times).n_risk_rows
+    d = d1 + control.on_times(times).event_rows
     expected = np.sum(n1 * d / n)
     with np.errstate(divide="ignore", invalid="ignore"):
         var = np.where(n > 1, n1 * (n - n1) * d * (n - d) / (n * n * (n - 1)), 0.0)
-    chisq = float((d1.sum() - expected) ** 2 / var.sum())
+    return float(d1.sum() - expected), float(var.sum())
+
+
+def logrank_test(terms) -> tuple[float, float]:
+    """(chisq, p) of the log-rank test from its strata's (observed - expected, variance)."""
+    observed_minus_expected = sum(t[0] for t in terms)
+    chisq = float(observed_minus_expected ** 2 / sum(t[1] for t in terms))
     return chisq, float(stats.chi2.sf(chisq, 1))
 
 

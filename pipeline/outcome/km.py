@@ -37,6 +37,71 @@ class AtRisk(NamedTuple):
 
 
 @dataclass(frozen=True, eq=False)
+class RiskTable:
+    """One arm's grouped data, one entry per distinct time (ascending): weighted and row counts of
+    events and censorings, the sums of the squared weights, and what is at risk just before each
+    time. Tables of disjoint samples on the same times add up to the table of their union."""
+    time: np.ndarray
+    n_event: np.ndarray       # weighted events
+    n_censor: np.ndarray      # weighted censorings
+    event_rows: np.ndarray    # rows with an event
+    censor_rows: np.ndarray   # rows censored
+    w2_event: np.ndarray      # sum of squared weights of the events
+    w2_censor: np.ndarray     # ... of the censorings
+
+    COUNTS = ("n_event", "n_censor", "event_rows", "censor_rows", "w2_event", "w2_censor")
+
+    @classmethod
+    def of_rows(cls, time, event, weight) -> RiskTable:
+        time, event, weight = (np.asarray(a, dtype=float) for a in (time, event, weight))
+        times, idx = np.unique(time, return_inverse=True)
+        k = len(times)
+        return cls(times, n_event=np.bincount(idx, weight * event, k),
+                   n_censor=np.bincount(idx, weight * (1.0 - event), k),
+                   event_rows=np.bincount(idx, event, k), censor_rows=np.bincount(idx, 1.0 - event, k),
+                   w2_event=np.bincount(idx, weight ** 2 * event, k),
+                   w2_censor=np.bincount(idx, weight ** 2 * (1.0 - event), k))
+
+    @property
+    def n_risk(self) -> np.ndarray:
+        """Weight at risk just before each time."""
+        return _from_here_on(self.n_event + self.n_censor)
+
+    @property
+    def n_risk_rows(self) -> np.ndarray:
+        return _from_here_on(self.event_rows + self.censor_rows)
+
+    def on_times(self, times) -> RiskTable:
+        """The table on a superset of its times (zero counts at the added ones)."""
+        at = np.searchsorted(times, self.time)
+        counts = {}
+        for c in self.COUNTS:
+            counts[c] = np.zeros(len(times))
+            counts[c][at] = getattr(self, c)
+        return RiskTable(np.asarray(times, dtype=float), **counts)
+
+    def to_dict(self) -> dict:
+        return {"time": self.time.tolist(), **{c: getattr(self, c).tolist() for c in self.COUNTS}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RiskTable:
+        return cls(np.asarray(data["time"], dtype=float),
+                   **{c: np.asarray(data[c], dtype=float) for c in cls.COUNTS})
+
+    @classmethod
+    def summed(cls, tables) -> RiskTable:
+        """The table of the union of disjoint samples: counts added time by time."""
+        tables = list(tables)
+        times = np.unique(np.concatenate([t.time for t in tables]))
+        aligned = [t.on_times(times) for t in tables]
+        return cls(times, **{c: np.sum([getattr(t, c) for t in aligned], axis=0) for c in cls.COUNTS})
+
+
+def _from_here_on(per_time):
+    return np.cumsum(per_time[::-1])[::-1]
+
+
+@dataclass(frozen=True, eq=False)
 class KaplanMeier:
     """One arm's fitted curve; the arrays are per distinct time (as R's survfit object)."""
     time: np.ndarray
@@ -58,28 +123,30 @@ class KaplanMeier:
     def fit(cls, time, event, weight, ci: str) -> KaplanMeier:
         """The weighted KM of one arm: time finite and >= 0, event 0/1, weight > 0."""
         time, event, weight = (np.asarray(a, dtype=float) for a in (time, event, weight))
-        times, idx = np.unique(time, return_inverse=True)
-        k = len(times)
-        at_time = np.bincount(idx, weight, k)
-        n_event = np.bincount(idx, weight * event, k)
-        n_censor = np.bincount(idx, weight * (1.0 - event), k)
-        event_rows = np.bincount(idx, event, k)
-        n_risk = np.cumsum(at_time[::-1])[::-1]
-        n_risk_rows = np.cumsum(np.bincount(idx, minlength=k)[::-1])[::-1]
-        has_event = (event_rows > 0) & (n_event > 0)
+        return cls.from_counts(RiskTable.of_rows(time, event, weight), ci,
+                               robust=bool(np.any(weight != np.floor(weight))),
+                               weighted=bool(np.any(weight != 1)))
+
+    @classmethod
+    def from_counts(cls, table: RiskTable, ci: str, *, robust: bool, weighted: bool) -> KaplanMeier:
+        """The same curve from grouped data (one row per distinct time), e.g. risk tables summed
+        over sites. ``robust``: some weight is fractional (R then uses the jackknife SE, which the
+        tables' sums of squared weights give exactly); ``weighted``: some weight is not 1."""
+        n_event, n_risk = table.n_event, table.n_risk
+        has_event = (table.event_rows > 0) & (n_event > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             hazard = np.where(has_event, n_event / n_risk, 0.0)
             greenwood_step = np.where(has_event, n_event / (n_risk * (n_risk - n_event)), 0.0)
         surv = np.cumprod(1.0 - hazard)
         greenwood = np.cumsum(greenwood_step)
-        robust = bool(np.any(weight != np.floor(weight)))
         if robust:
-            std_err = _jackknife_se(idx, event, weight, surv, greenwood, n_risk - n_event, has_event)
+            std_err = _jackknife_se(table, surv, greenwood, has_event)
         else:
             std_err = np.sqrt(greenwood)
         lower, upper = _band(surv, std_err, not robust, ci)
-        return cls(times, n_risk, n_risk_rows, n_event, n_censor, surv, std_err, not robust,
-                   lower, upper, ci, n=len(time), events=int(event.sum()), weighted=bool(np.any(weight != 1)))
+        return cls(table.time, n_risk, table.n_risk_rows, n_event, table.n_censor, surv, std_err, not robust,
+                   lower, upper, ci, n=int(table.n_risk_rows[0]) if len(table.time) else 0,
+                   events=int(table.event_rows.sum()), weighted=weighted)
 
     def median(self) -> Estimate:
         """The median and its CI: the band's limits inverted at 0.5, each None when not reached."""
@@ -125,19 +192,22 @@ class KaplanMeier:
         return AtRisk(int(self.n_risk_rows[i]), float(self.n_risk[i]))
 
 
-def _jackknife_se(idx, event, weight, surv, greenwood, survivors, has_event):
+def _jackknife_se(table: RiskTable, surv, greenwood, has_event):
     """se(S(t)) from the infinitesimal jackknife, each row its own cluster (R survfitkm.c).
 
     Row k's influence on S(t) is S(t) w_k [G(min(t, T_k)) - event_k 1{T_k <= t} / (n - d)(T_k)],
     G the Greenwood sum, so the sum of squares splits into rows still at risk after t
-    (w^2 G(t)^2) and rows that left at or before t (a fixed amount each). As in R, the value
-    is computed at event times and carried over censoring-only times (exactly flat there).
+    (w^2 G(t)^2) and rows that left at or before t (a fixed amount each, the same for every row
+    of a time and kind: the tables' sums of squared weights suffice). As in R, the value is
+    computed at event times and carried over censoring-only times (exactly flat there).
     """
     k = len(surv)
+    survivors = table.n_risk - table.n_event
     with np.errstate(divide="ignore", invalid="ignore"):
-        own = greenwood[idx] - np.where(event == 1, 1.0 / survivors[idx], 0.0)
-    left = np.cumsum(np.bincount(idx, weight ** 2 * own ** 2, k))
-    w2_at = np.bincount(idx, weight ** 2, k)
+        left_event = np.where(table.w2_event > 0, table.w2_event * (greenwood - 1.0 / survivors) ** 2, 0.0)
+        left_censor = np.where(table.w2_censor > 0, table.w2_censor * greenwood ** 2, 0.0)
+    left = np.cumsum(left_event + left_censor)
+    w2_at = table.w2_event + table.w2_censor
     w2_later = np.cumsum(w2_at[::-1])[::-1] - w2_at
     with np.errstate(invalid="ignore"):
         var = surv ** 2 * (greenwood ** 2 * w2_later + left)

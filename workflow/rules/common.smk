@@ -118,4 +118,6 @@ def final_outputs():
     per_analysis = expand("results/{analysis}/{name}", analysis=ANALYSES, name=ANALYSIS_FILES)
     index = ["results/report.html", "results/forest.csv", "results/interaction.csv", "results/manifest.json",
              *DESIGN_FOREST.values()]
-    return registry + per_analysis + index
+    federated = [f"results/federated/{name}.json" for name in STUDY.federated.analyses]
+    pooled = [f"results/federated/pooled/{name}/report.html" for name in STUDY.federated.pool]
+    return registry + per_analysis + index + federated + pooled
