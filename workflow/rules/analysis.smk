@@ -59,7 +59,7 @@ rule propensity:
 def mahalanobis_design(wildcards):
     """What Mahalanobis matching reads besides the scores: its covariates, how their missing values
     are handled and their variables; None for matching on the propensity score."""
-    analysis = STUDY.analyses[wildcards.analysis]
+    analysis = analysis_of(wildcards)
     if analysis.matching.distance != "mahalanobis":
         return None
     names = analysis.matching.mahalanobis_covariates(analysis.covariates)
