@@ -27,7 +27,7 @@ import pandas as pd
 
 from pipeline.config.settings import PropensityDesign, Survival
 from pipeline.design.balance import COLUMNS as BALANCE_COLUMNS
-from pipeline.design.balance import _flag, balance_failed
+from pipeline.design.balance import balance_failed, balance_flag
 from pipeline.design.matching.common import common_support, matching_distance
 from pipeline.design.propensity.diagnostics import ps_diagnostics
 from pipeline.design.stages import ARM_NAMES, matching_weights
@@ -36,7 +36,6 @@ from pipeline.imputation.rubin import pool_scalar
 from pipeline.outcome.hazard_ratio import COMMON_OUTCOME, e_value
 from pipeline.outcome.km import KaplanMeier
 from pipeline.outcome.power import power_summary
-from pipeline.outcome.survival import _key as landmark_key
 
 POOLING = ("hazard ratio and RMST by Rubin's rules (Barnard-Rubin degrees of freedom); survival at the landmarks "
            "on the complementary log-log scale; medians, counts and the median difference's interval are the "
@@ -144,7 +143,7 @@ def pool_balance(tables: list[pd.DataFrame], summaries: list[dict]) -> tuple[pd.
     grouped = stacked.groupby("variable", sort=False)
     statistics = [c for c in BALANCE_COLUMNS if c not in ("variable", "flag")]
     pooled = grouped[statistics].mean().reset_index()
-    pooled["flag"] = [_flag(s, r) for s, r in zip(pooled["smd_after"], pooled["var_ratio_after"])]
+    pooled["flag"] = [balance_flag(s, r) for s, r in zip(pooled["smd_after"], pooled["var_ratio_after"])]
     for stage in ("before", "after"):
         pooled[f"smd_{stage}_min"] = grouped[f"smd_{stage}"].min().to_numpy()
         pooled[f"smd_{stage}_max"] = grouped[f"smd_{stage}"].max().to_numpy()
@@ -183,7 +182,8 @@ def pool_survival(results: list[dict], curves: list[dict[str, KaplanMeier] | Non
     fitted = [results[i] for i in usable]
     first = fitted[0]
     warnings = _labelled([r["warnings"] for r in fitted], usable) + notes
-    arms = {arm: _pool_arm([r[arm] for r in fitted], [curves[i][arm] for i in usable], survival.landmarks,
+    landmarks = dict(zip(first["treated"]["survival_at"], survival.landmarks))   # key -> time, as the stage wrote
+    arms = {arm: _pool_arm([r[arm] for r in fitted], [curves[i][arm] for i in usable], landmarks,
                            first["tau"] if _same_tau(fitted) else None) for arm in ("treated", "control")}
     hazard = _pool_hazard_ratio(fitted, usable, len(results), warnings)
     out = {"estimable": True, **arms}
@@ -215,7 +215,7 @@ def _median(values):
     return None if math.isinf(middle) or math.isnan(middle) else middle
 
 
-def _pool_arm(arms: list[dict], curves: list[KaplanMeier], landmarks, tau) -> dict:
+def _pool_arm(arms: list[dict], curves: list[KaplanMeier], landmarks: dict[str, float], tau) -> dict:
     counts = median_summary([{k: a[k] for k in ("n", "events", "events_weighted", "ess", "last_followup")}
                              for a in arms])
     out = {**counts, **{key: _median([a[key] for a in arms]) for key in ("median", "median_lower", "median_upper")}}
@@ -224,7 +224,7 @@ def _pool_arm(arms: list[dict], curves: list[KaplanMeier], landmarks, tau) -> di
     else:
         pooled = pool_scalar([a["rmst"] for a in arms], [a["rmst_se"] ** 2 for a in arms])
         out.update(rmst=pooled.estimate, rmst_se=pooled.se)
-    at = {landmark_key(t): pooled_survival(curves, t) for t in landmarks}
+    at = {key: pooled_survival(curves, t) for key, t in landmarks.items()}
     out["survival_at"] = {k: v[0] for k, v in at.items()}
     out["survival_at_ci"] = {k: [v[1], v[2]] for k, v in at.items()}
     return out
