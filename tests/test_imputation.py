@@ -169,11 +169,21 @@ def test_no_estimable_imputation_is_not_estimable_and_one_hazard_ratio_is_not_po
     dead = {"estimable": False, "reason": "no treated patient could be matched", "stage": "match"}
     with pytest.raises(NotEstimable, match="no treated patient could be matched"):
         pool_survival([dead] * 5, [None] * 5, ANALYSIS.survival, "within", 1.5)
+    with pytest.raises(NotEstimable, match="only imputation 2 of 5 .* Rubin's rules need two"):
+        pool_survival([dead, results[1], dead, dead, dead], [None, curves[1], None, None, None],
+                      ANALYSIS.survival, "within", 1.5)
     for r in results[1:]:
         r.update(hr=None, hr_robust_se=None)
     pooled = pool_survival(results, curves, ANALYSIS.survival, "within", 1.5)
     assert pooled["hr"] is None and pooled["test"]["p"] is None and pooled["e_value"]["point"] is None
     assert any("1 of 5 imputations" in w for w in pooled["warnings"])
+
+
+def test_an_rmst_without_variance_is_not_pooled():
+    results, curves = _results()
+    results[1]["treated"]["rmst_se"] = 0.0
+    pooled = pool_survival(results, curves, ANALYSIS.survival, "within", 1.5)
+    assert pooled["treated"]["rmst"] is None and pooled["control"]["rmst"] is not None
 
 
 def test_rmst_is_not_pooled_over_different_horizons():

@@ -110,14 +110,13 @@ def test_analyses_the_data_cannot_answer_say_why_and_others_go_on(study):
     assert [p for p in logs if "Traceback" in p.read_text()] == []
     forest = pd.read_csv(results / "forest.csv")
     assert sorted(forest["analysis"]) == ["across", "nobody", "separated", "within_overlap"]
-    assert "not estimable" in (results / "separated/report.html").read_text()
+    assert "Not estimable: no imputation" in (results / "separated/report.html").read_text()
 
 
 def test_one_imputation_reruns_identically(study):
-    results = study / "results"
-    completed = results / "within_overlap/imputations/2/cohort.parquet"
-    before = completed.read_bytes(), (results / "within_overlap/survival.json").read_bytes()
+    completed = study / "results/within_overlap/imputations/2/cohort.parquet"
+    before = completed.read_bytes()
     completed.unlink()
-    result = run_snakemake(study, study / "study.yaml")
+    result = run_snakemake(study, study / "study.yaml", "results/within_overlap/imputations/2/cohort.parquet")
     assert result.returncode == 0, result.stderr[-4000:]
-    assert (completed.read_bytes(), (results / "within_overlap/survival.json").read_bytes()) == before
+    assert "impute" in result.stderr and completed.read_bytes() == before

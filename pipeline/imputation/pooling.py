@@ -179,6 +179,9 @@ def pool_survival(results: list[dict], curves: list[dict[str, KaplanMeier] | Non
     and ``imputation`` with the per-imputation log hazard ratios and the fraction of missing
     information."""
     usable, notes = usable_imputations(results, "survival comparison")
+    if len(usable) < 2:
+        raise NotEstimable(f"only imputation {usable[0] + 1} of {len(results)} has an estimable survival comparison; "
+                           f"Rubin's rules need two ({'; '.join(notes)})")
     fitted = [results[i] for i in usable]
     first = fitted[0]
     warnings = _labelled([r["warnings"] for r in fitted], usable) + notes
@@ -204,6 +207,14 @@ def pool_survival(results: list[dict], curves: list[dict[str, KaplanMeier] | Non
     return out
 
 
+def _rubin(estimates, ses):
+    """Rubin's rules (infinite complete-data df), or None where an imputation has no estimate or no
+    positive SE (e.g. an RMST with no event before tau: then there is no interval to pool)."""
+    if any(q is None for q in estimates) or any(se is None or not se > 0 for se in ses):
+        return None
+    return pool_scalar(estimates, [se ** 2 for se in ses])
+
+
 def _same_tau(results: list[dict]) -> bool:
     return len({r["tau"] for r in results}) == 1
 
@@ -219,11 +230,8 @@ def _pool_arm(arms: list[dict], curves: list[KaplanMeier], landmarks: dict[str, 
     counts = median_summary([{k: a[k] for k in ("n", "events", "events_weighted", "ess", "last_followup")}
                              for a in arms])
     out = {**counts, **{key: _median([a[key] for a in arms]) for key in ("median", "median_lower", "median_upper")}}
-    if tau is None or any(a["rmst"] is None for a in arms):
-        out.update(rmst=None, rmst_se=None)
-    else:
-        pooled = pool_scalar([a["rmst"] for a in arms], [a["rmst_se"] ** 2 for a in arms])
-        out.update(rmst=pooled.estimate, rmst_se=pooled.se)
+    pooled = None if tau is None else _rubin([a["rmst"] for a in arms], [a["rmst_se"] for a in arms])
+    out.update(rmst=None if pooled is None else pooled.estimate, rmst_se=None if pooled is None else pooled.se)
     at = {key: pooled_survival(curves, t) for key, t in landmarks.items()}
     out["survival_at"] = {k: v[0] for k, v in at.items()}
     out["survival_at_ci"] = {k: [v[1], v[2]] for k, v in at.items()}
@@ -305,10 +313,10 @@ def _pool_rmst_difference(results: list[dict], warnings: list) -> dict:
         warnings.append("The RMST difference is not pooled: the imputations' RMST horizons differ (their matched "
                         "samples' follow-up differs); set survival.rmst_tau.")
         return empty
-    if any(d["estimate"] is None or d["se"] is None for d in differences) or len(differences) < 2:
+    pooled = _rubin([d["estimate"] for d in differences], [d["se"] for d in differences])
+    independent = _rubin([d["estimate"] for d in differences], [d["se_independent"] for d in differences])
+    if pooled is None or independent is None:
         return empty
-    pooled = pool_scalar([d["estimate"] for d in differences], [d["se"] ** 2 for d in differences])
-    independent = pool_scalar([d["estimate"] for d in differences], [d["se_independent"] ** 2 for d in differences])
     lower, upper = pooled.interval()
     lower_independent, upper_independent = independent.interval()
     return {"estimate": pooled.estimate, "lower": lower, "upper": upper, "se": pooled.se,

@@ -1,7 +1,7 @@
 # The analyses of design weighting (a pattern; "(?!)" matches nothing): rule weight makes their
 # weighted sample, rule match the others' matched sample.
 WEIGHTED_ANALYSES = "|".join(
-    re.escape(name) for name, analysis in STUDY.analyses.items() if analysis.design == "weighting") or "(?!)"
+    re.escape(name) for name in [*STUDY.analyses, *IMPUTATIONS] if analysis_named(name).design == "weighting") or "(?!)"
 
 
 rule cohort:

@@ -26,12 +26,16 @@ ANALYSES = list(STUDY.analyses)
 IMPUTATIONS = imputation_analyses(STUDY.analyses)
 
 
-def analysis_of(wildcards):
-    """The settings of the job's analysis (an imputation's: its parent's, on completed data)."""
-    name = wildcards.analysis
+def analysis_named(name):
+    """The settings of an analysis (an imputation's: its parent's, on completed data)."""
     if name in IMPUTATIONS:
         return STUDY.analyses[IMPUTATIONS[name][0]].completed()
     return STUDY.analyses[name]
+
+
+def analysis_of(wildcards):
+    """The settings of the job's analysis."""
+    return analysis_named(wildcards.analysis)
 
 
 wildcard_constraints:

@@ -32,6 +32,11 @@ def imputation_setting(name):
     return lambda wc: getattr(IMPUTED[wc.analysis].imputation, name)
 
 
+# A copy: on a cluster it runs on the submitting node.
+localrules:
+    shared_match,
+
+
 ruleorder: impute > cohort
 ruleorder: pool_propensity > propensity
 ruleorder: stack_matches > weight
@@ -144,6 +149,9 @@ rule shared_match:
     wildcard_constraints:
         analysis=ACROSS_IMPUTATIONS,
     threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     run:
         import shutil
 
