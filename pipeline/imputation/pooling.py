@@ -50,6 +50,8 @@ def usable_imputations(records: list[dict], what: str) -> tuple[list[int], list[
     usable = [i for i, record in enumerate(records) if record.get("estimable", True)]
     notes = [f"imputation {i + 1}: {what} not estimable ({record['stage']}: {record['reason']})"
              for i, record in enumerate(records) if not record.get("estimable", True)]
+    if not usable and len({record["reason"] for record in records}) == 1:
+        raise NotEstimable(f"{records[0]['reason']} (in every imputation, stage {records[0]['stage']})")
     if not usable:
         raise NotEstimable(f"no imputation's {what} is estimable (imputation 1, {records[0]['stage']}: "
                            f"{records[0]['reason']})")

@@ -61,7 +61,7 @@ rule impute:
     params:
         covariates=analysis_setting("covariates"),
         variables=analysis_variables,
-        imputation=lambda wc: STUDY.analyses[IMPUTATIONS[wc.analysis][0]].imputation.to_dict(),
+        imputation=analysis_setting("imputation"),
         seed=STUDY.seed,
         index=lambda wc: IMPUTATIONS[wc.analysis][1],
     log:
