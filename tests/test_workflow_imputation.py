@@ -36,7 +36,8 @@ def write_study(folder: Path) -> Path:
         "registry": {
             "variables": {
                 "patient_id": {"type": "id"}, "treatment": {"type": "category", "levels": ["resection", "iat"]},
-                "age": {"type": "numeric", "min": 18, "max": 100}, "grade": {"type": "category", "levels": ["G1", "G2", "G3"]},
+                "age": {"type": "numeric", "min": 18, "max": 100},
+                "grade": {"type": "category", "levels": ["G1", "G2", "G3"]},
                 "ecog": {"type": "integer", "min": 0, "max": 4}, "functional": {"type": "binary"},
                 "marker": {"type": "binary"}, "os": {"type": "numeric", "min": 0}, "death": {"type": "binary"},
             },

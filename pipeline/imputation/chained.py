@@ -74,11 +74,7 @@ def _impute(cohort, covariates, variables, imputation, seed, index):
     values = {name: _numeric_values(cohort[name], variables[name]) for name in covariates}
     gaps = {name: np.isnan(v) for name, v in values.items()}
     incomplete = [name for name in covariates if gaps[name].any()]
-    for name in incomplete:
-        observed = values[name][~gaps[name]]
-        if len(observed) == 0:
-            raise NotEstimable(f"covariate '{name}' has no observed value in the cohort, so it cannot be imputed")
-        values[name][gaps[name]] = rng.choice(observed, size=int(gaps[name].sum()))
+    _fill_at_random(values, gaps, incomplete, rng)
     outcome = np.column_stack([cohort["treated"].to_numpy(float), cohort["event"].to_numpy(float),
                                nelson_aalen(cohort["time"], cohort["event"])])
     for _ in range(imputation.iterations if incomplete else 0):
@@ -96,6 +92,15 @@ def _impute(cohort, covariates, variables, imputation, seed, index):
     log.info("imputation %d: %s", index, ", ".join(f"{n} {summary['imputed'][n]} values ({summary['methods'][n]})"
                                                    for n in incomplete) or "nothing missing")
     return completed, summary
+
+
+def _fill_at_random(values: dict, gaps: dict, incomplete: list[str], rng: np.random.Generator) -> None:
+    """The chain's starting point: each gap filled with a random observed value of its covariate."""
+    for name in incomplete:
+        observed = values[name][~gaps[name]]
+        if len(observed) == 0:
+            raise NotEstimable(f"covariate '{name}' has no observed value in the cohort, so it cannot be imputed")
+        values[name][gaps[name]] = rng.choice(observed, size=int(gaps[name].sum()))
 
 
 def _numeric_values(column: pd.Series, variable: Variable) -> np.ndarray:
