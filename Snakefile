@@ -17,6 +17,7 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/imputation.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/federated.smk"
 

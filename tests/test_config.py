@@ -241,3 +241,14 @@ def test_a_centers_outcome_variables_cannot_be_covariates(demo_config):
                                                                   "time_unit": "days"}
     assert _problems(demo_config, covariates=["age", "fu_days"]) == [
         "covariates: 'fu_days' is the treatment or part of the outcome"]
+
+
+def test_imputation_defaults_and_mahalanobis_needs_the_within_approach(demo_config):
+    schema = load_schema()
+    imputed = Study.from_config(fill_defaults(demo_config, schema, schema)).analyses["imputed_all_patients"]
+    assert imputed.imputed and imputed.imputation.iterations == 10 and imputed.imputation.donors == 5
+    across = _problems(demo_config, missing="multiple_imputation", imputation={"approach": "across"},
+                       matching={"distance": "mahalanobis"})
+    assert across == ["matching.distance: mahalanobis needs complete covariates; with missing: multiple_imputation "
+                      "and imputation.approach: across the one matching has none (use approach within)"]
+    assert _problems(demo_config, imputation={"approach": "within"}) == []

@@ -64,6 +64,8 @@ def test_workflow_plans_under_the_slurm_profile(tmp_path):
     study = copy_demo(tmp_path / "study")
     config = yaml.safe_load((study / "config.yaml").read_text())
     config["analyses"]["all_patients"]["survival"]["bootstrap_jobs"] = 2   # so that every rule has a job
+    imputed = config["analyses"]["imputed_all_patients"]
+    config["analyses"]["imputed_across"] = {**imputed, "imputation": {"m": 2, "approach": "across"}}
     (study / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     result = snakemake_under_profile(study, "--dry-run")
     assert result.returncode == 0, result.stderr[-4000:]

@@ -69,27 +69,47 @@ def test_attrition_steps_chain(demo):
         assert attrition["n_final"] == before == attrition["n_treated"] + attrition["n_control"]
 
 
+def matched_samples(folder: Path):
+    """(matched.csv, pairs.csv) of an analysis; of each imputation for an imputed analysis (approach
+    within: matched.csv and pairs.csv hold every imputation's, numbered in column imputation)."""
+    matched = pd.read_csv(folder / "matched.csv", dtype={"patient_id": str})
+    pairs = pd.read_csv(folder / "pairs.csv", dtype={"treated_id": str, "control_id": str})
+    if "imputation" not in matched:
+        return [(matched, pairs)]
+    return [(m, pairs[pairs["imputation"] == i]) for i, m in matched.groupby("imputation")]
+
+
 def test_matched_sample_is_consistent_with_pairs(demo):
     for analysis in analyses():
-        matched = pd.read_csv(demo / analysis / "matched.csv", dtype={"patient_id": str})
-        pairs = pd.read_csv(demo / analysis / "pairs.csv", dtype={"treated_id": str, "control_id": str})
-        if json.loads((demo / analysis / "matching.json").read_text()).get("design") == "weighting":
-            assert pairs.empty and matched["subclass"].isna().all() and (matched["weight"] > 0).all()
-            continue
-        assert set(pairs["control_id"]) <= set(matched.loc[matched["group"] == "control", "patient_id"])
-        assert set(pairs["treated_id"]) == set(matched.loc[matched["group"] == "treated", "patient_id"])
-        assert not pairs["control_id"].duplicated().any(), "1:1 without replacement reuses no control"
-        assert (matched["weight"] > 0).all()
-        # a matched set is one treated patient and its control(s)
-        sets = matched.groupby("subclass")["group"].agg(lambda g: (g == "treated").sum())
-        assert (sets == 1).all()
+        weighting = json.loads((demo / analysis / "matching.json").read_text()).get("design") == "weighting"
+        for matched, pairs in matched_samples(demo / analysis):
+            _check_matched_sample(matched, pairs, weighting)
+
+
+def _check_matched_sample(matched, pairs, weighting):
+    if weighting:
+        assert pairs.empty and matched["subclass"].isna().all() and (matched["weight"] > 0).all()
+        return
+    assert set(pairs["control_id"]) <= set(matched.loc[matched["group"] == "control", "patient_id"])
+    assert set(pairs["treated_id"]) == set(matched.loc[matched["group"] == "treated", "patient_id"])
+    assert not pairs["control_id"].duplicated().any(), "1:1 without replacement reuses no control"
+    assert (matched["weight"] > 0).all()
+    # a matched set is one treated patient and its control(s)
+    sets = matched.groupby("subclass")["group"].agg(lambda g: (g == "treated").sum())
+    assert (sets == 1).all()
 
 
 def test_medians_are_null_only_when_not_reached(demo):
-    for analysis in analyses():
-        survival = json.loads((demo / analysis / "survival.json").read_text())
-        cohort = pd.read_parquet(demo / analysis / "cohort.parquet")
-        matched = pd.read_csv(demo / analysis / "matched.csv", dtype={"patient_id": str})
+    """Of every analysis, and of each imputation of an imputed one (its pooled median is theirs)."""
+    folders = [demo / analysis for analysis in analyses()]
+    folders += sorted(demo.glob("*/imputations/*"))
+    assert any("imputations" in folder.parts for folder in folders), "the demo has an imputed analysis"
+    for analysis in folders:
+        if (analysis / "imputations").is_dir():
+            continue
+        survival = json.loads((analysis / "survival.json").read_text())
+        cohort = pd.read_parquet(analysis / "cohort.parquet")
+        matched = pd.read_csv(analysis / "matched.csv", dtype={"patient_id": str})
         sample = cohort.merge(matched[["patient_id"]], on="patient_id")
         for arm, is_treated in (("treated", True), ("control", False)):
             rows = sample[sample["treated"] == is_treated]

@@ -188,6 +188,15 @@ class Weighting(Settings):
 
 
 @dataclass(frozen=True)
+class Imputation(Settings):
+    """Multiple imputation (missing: multiple_imputation): pipeline.imputation."""
+    m: int
+    approach: str
+    iterations: int
+    donors: int
+
+
+@dataclass(frozen=True)
 class Survival(Settings):
     rmst_tau: float | None
     landmarks: tuple[float, ...]
@@ -232,6 +241,16 @@ class Analysis(Settings):
     survival: Survival
     subgroups: tuple[str, ...]
     derived_from: dict[str, Any] | None
+    imputation: Imputation
+
+    @property
+    def imputed(self) -> bool:
+        """Whether missing covariates are multiply imputed (pipeline.imputation)."""
+        return self.missing == "multiple_imputation"
+
+    def completed(self) -> "Analysis":
+        """The analysis of one completed (imputed) data set: nothing is missing any more."""
+        return dataclasses.replace(self, missing="complete_case")
 
     @property
     def estimand(self) -> str:

@@ -277,6 +277,10 @@ def _matching_problems(analysis: Analysis) -> list[str]:
                 for var in matching.mahalanobis if var not in analysis.covariates and var != subgroup]
     if matching.distance == "mahalanobis" and not matching.mahalanobis_covariates(analysis.covariates):
         problems.append("matching.distance: mahalanobis needs covariates")
+    if analysis.imputed and analysis.imputation.approach == "across" and matching.distance == "mahalanobis":
+        problems.append("matching.distance: mahalanobis needs complete covariates; with missing: "
+                        "multiple_imputation and imputation.approach: across the one matching has none "
+                        "(use approach within)")
     if matching.replace and matching.method != "nearest":
         problems.append(f"matching.replace: {matching.method} matching is without replacement")
     bounds = [key for key in ("min_controls", "max_controls") if getattr(matching, key) is not None]

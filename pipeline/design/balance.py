@@ -215,7 +215,8 @@ def _ratio_flagged(ratio: float) -> bool:
     return bool(np.isfinite(ratio) and not low <= ratio <= high)
 
 
-def _flag(smd_after: float, ratio_after: float) -> str:
+def balance_flag(smd_after: float, ratio_after: float) -> str:
+    """A balance row's flag text: |SMD| and variance ratio after matching or weighting beyond the thresholds."""
     flags = []
     if _smd_flagged(smd_after):
         flags.append(f"|SMD|>={SMD_THRESHOLD:g}")
@@ -266,7 +267,7 @@ def balance_table(X: pd.DataFrame, treated: np.ndarray, weights: np.ndarray,
         else:
             before, after = _continuous_statistics(x, stages, denominator)
         rows.append([name, before[0], after[0], before[1], after[1], before[2], before[3], after[2], after[3],
-                     _flag(after[0], after[1])])
+                     balance_flag(after[0], after[1])])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -7,8 +7,10 @@ from pipeline.config.settings import Treatment, Variable
 from pipeline.design.propensity.design_matrix import MISSING_SUFFIX
 
 ARMS = ("treated", "control")
-TEST_NAMES = {"logrank": "log-rank", "robust_score": "robust score test"}   # as in "log-rank p = 0.78"
-TEST_FULL_NAMES = {"logrank": "log-rank test", "robust_score": "robust score test"}
+TEST_NAMES = {"logrank": "log-rank", "robust_score": "robust score test",   # as in "log-rank p = 0.78"
+              "pooled_wald": "pooled Wald test"}
+TEST_FULL_NAMES = {"logrank": "log-rank test", "robust_score": "robust score test",
+                   "pooled_wald": "pooled Wald test"}
 BINARY_LEVELS = {"1": "yes", "0": "no", "1.0": "yes", "0.0": "no", "True": "yes", "False": "no"}
 CLUSTER_PLURAL = {"matched set": "matched sets", "patient": "patients"}
 

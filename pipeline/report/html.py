@@ -28,6 +28,7 @@ from pipeline.report.design_forest import conclusion
 from pipeline.report.formatting import (CLUSTER_PLURAL, arm_labels, column_label, count, estimate_ci, headline,
                                         hr_cluster, is_estimable, median_difference_text, not_estimable_text,
                                         number, p_value, time_value, variable_label, weighted_count)
+from pipeline.report.imputation import imputation_methods, imputation_section
 from pipeline.report.table1 import table1_display
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -46,11 +47,14 @@ CITATIONS = [
 ]
 TAU_RULES = {"configured": "as configured"}
 TEST_ROWS = {"logrank": "Log-rank test (unweighted; every matching weight is 1)",
-             "robust_score": "Robust score test of the Cox model with {weights}, clustered on {cluster}"}
+             "robust_score": "Robust score test of the Cox model with {weights}, clustered on {cluster}",
+             "pooled_wald": "Wald test of the log hazard ratio pooled over the imputations (Rubin's rules, t with "
+                            "Barnard-Rubin df)"}
 TEST_METHODS = {
     "logrank": "the log-rank test (every matching weight is 1)",
     "robust_score": "the robust score test of the Cox model with {weights} (the {weights} are not all 1, which the "
                     "log-rank test would ignore)",
+    "pooled_wald": "the Wald test of the log hazard ratio pooled over the imputations (Rubin's rules)",
 }
 
 
@@ -249,6 +253,8 @@ def _test_row(survival: dict, words: DesignWords) -> tuple[str, str, str]:
                                             weights=words.weights)
     if test["p"] is None:
         return name, "not estimable", "–"
+    if test["method"] == "pooled_wald":
+        return name, f"t² {number(test['chisq'], 2)}", p_value(test["p"])
     return f"{name} (chi-square)", f"{number(test['chisq'], 2)} (df {test['df']})", p_value(test["p"])
 
 
@@ -306,7 +312,7 @@ def methods_text(analysis: Analysis, context: ReportContext, results: dict, labe
     return (
         f"Patients treated with {labels['treated']} were compared with patients treated with {labels['control']} "
         f"({estimand}). Inclusion criteria: {steps}. Missing covariate data: {analysis.missing.replace('_', '-')}. "
-        f"{propensity_methods.describe(analysis.propensity, covariates)} {design} {balance} "
+        f"{imputation_methods(analysis)}{propensity_methods.describe(analysis.propensity, covariates)} {design} {balance} "
         f"{survival_methods(analysis, context, results['survival'])} Seed {context.seed}."
     )
 
@@ -420,6 +426,7 @@ def render_analysis(name: str, analysis: Analysis, context: ReportContext, resul
         "flow": flow_items(results["ingest"], results["attrition"], results["matching"], labels, min_cell),
         "design": _design_section(analysis, results, labels, context, images),
         "survival": _survival_section(survival, labels, context, images, words),
+        "imputation": _imputation_section(analysis, results, labels, context),
         "methods": methods_text(analysis, context, results, labels),
         "citations": CITATIONS,
         "provenance": provenance_display(provenance),
@@ -445,6 +452,15 @@ def _design_section(analysis: Analysis, results: dict, labels: dict, context: Re
             "balance": html_table(balance_display(results["balance"], context.variables), "balance"),
             "overlap_text": overlap_text(results["propensity"], summary, design_words(analysis).adjustment),
             "love_plot": image_base64(images["love_plot"]), "overlap_plot": image_base64(images["overlap_plot"])}
+
+
+def _imputation_section(analysis: Analysis, results: dict, labels: dict, context: ReportContext) -> dict | None:
+    section = imputation_section(analysis, results, labels, context.variables, context.report.min_cell)
+    if section is None or "missing" in section:
+        return section
+    ranges = section["smd_ranges"]
+    return {**section, "estimates": html_table(section["estimates"], "imputation-estimates"),
+            "smd_ranges": "" if ranges is None else html_table(ranges, "smd-ranges")}
 
 
 def _survival_section(survival: dict, labels: dict, context: ReportContext, images: dict, words: DesignWords) -> dict:

@@ -1,7 +1,7 @@
 # The analyses of design weighting (a pattern; "(?!)" matches nothing): rule weight makes their
 # weighted sample, rule match the others' matched sample.
 WEIGHTED_ANALYSES = "|".join(
-    re.escape(name) for name, analysis in STUDY.analyses.items() if analysis.design == "weighting") or "(?!)"
+    re.escape(name) for name in [*STUDY.analyses, *IMPUTATIONS] if analysis_named(name).design == "weighting") or "(?!)"
 
 
 rule cohort:
@@ -59,7 +59,7 @@ rule propensity:
 def mahalanobis_design(wildcards):
     """What Mahalanobis matching reads besides the scores: its covariates, how their missing values
     are handled and their variables; None for matching on the propensity score."""
-    analysis = STUDY.analyses[wildcards.analysis]
+    analysis = analysis_of(wildcards)
     if analysis.matching.distance != "mahalanobis":
         return None
     names = analysis.matching.mahalanobis_covariates(analysis.covariates)

@@ -10,6 +10,7 @@ from pipeline.config.settings import Settings, Study
 from pipeline.config.validate import prepare_config
 from pipeline.design.designs import design_name
 from pipeline.errors import PipelineError
+from pipeline.imputation import imputation_analyses
 from pipeline.provenance import sha256_file
 
 try:
@@ -20,11 +21,26 @@ except PipelineError as err:
 
 CENTERS = list(STUDY.registry.centers)
 ANALYSES = list(STUDY.analyses)
+# Multiple imputation: imputation <i> of analysis <a> is the internal analysis "<a>/imputations/<i>"
+# (workflow/rules/imputation.smk): {name: (a, i)}.
+IMPUTATIONS = imputation_analyses(STUDY.analyses)
+
+
+def analysis_named(name):
+    """The settings of an analysis (an imputation's: its parent's, on completed data)."""
+    if name in IMPUTATIONS:
+        return STUDY.analyses[IMPUTATIONS[name][0]].completed()
+    return STUDY.analyses[name]
+
+
+def analysis_of(wildcards):
+    """The settings of the job's analysis."""
+    return analysis_named(wildcards.analysis)
 
 
 wildcard_constraints:
     center="|".join(map(re.escape, CENTERS)),
-    analysis="|".join(map(re.escape, ANALYSES)),
+    analysis="|".join(map(re.escape, [*ANALYSES, *IMPUTATIONS])),
     job=r"\d+",
 
 
@@ -37,12 +53,12 @@ def plain(value):
 
 def analysis_setting(name):
     """A parameter: one block, view or key of the job's analysis (pipeline.config.settings.Analysis)."""
-    return lambda wildcards: plain(getattr(STUDY.analyses[wildcards.analysis], name))
+    return lambda wildcards: plain(getattr(analysis_of(wildcards), name))
 
 
 def analysis_variables(wildcards):
     """The registry variables the job's analysis uses (types, levels, labels)."""
-    names = STUDY.analyses[wildcards.analysis].variable_names
+    names = analysis_of(wildcards).variable_names
     return {name: variable.to_dict() for name, variable in STUDY.variables_of(names).items()}
 
 
@@ -84,7 +100,7 @@ def index_context():
 
 
 def arm_labels(wildcards):
-    treatment = STUDY.analyses[wildcards.analysis].treatment
+    treatment = analysis_of(wildcards).treatment
     return {arm: treatment.label(arm) for arm in ("treated", "control")}
 
 
@@ -101,7 +117,7 @@ def center_extract_sha256(wildcards):
 
 def bootstrap_jobs(wildcards):
     """The bootstrap jobs' results the survival rule gathers; none when it draws them itself."""
-    jobs = STUDY.analyses[wildcards.analysis].survival.bootstrap_jobs
+    jobs = analysis_of(wildcards).survival.bootstrap_jobs
     if jobs == 1:
         return []
     return [f"results/{wildcards.analysis}/bootstrap/{job}.npy" for job in range(jobs)]
