@@ -43,8 +43,9 @@ RULES = ("ingest_center", "merge_registry", "cohort", "propensity", "match", "ba
          "analysis_report", "index_report", "manifest")
 
 
-def write_study(directory: Path, n: int) -> Path:
-    """Synthetic extracts for n patients and a config.yaml for them; returns the config path."""
+def write_study(directory: Path, n: int, only: str | None = None) -> Path:
+    """Synthetic extracts for n patients and a config.yaml for them; returns the config path. With
+    ``only``, the config keeps that one analysis, without its subgroups and sensitivity variants."""
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
@@ -54,6 +55,10 @@ def write_study(directory: Path, n: int) -> Path:
         cwd=REPO, check=True, capture_output=True, text=True).stdout
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["registry"]["centers"] = yaml.safe_load(printed)["centers"]
+    if only:
+        analysis = {key: value for key, value in config["analyses"][only].items()
+                    if key not in ("subgroups", "sensitivity")}
+        config["analyses"] = {only: analysis}
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return path
@@ -207,11 +212,13 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    parser.add_argument("--only", metavar="ANALYSIS", help="run only this analysis of the demo config "
+                        "(without its subgroups and sensitivity variants)")
     args = parser.parse_args(argv)
     for n in args.sizes:
         label = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
         t0 = time.perf_counter()
-        config = write_study(args.out / f"workflow_{label}", n)
+        config = write_study(args.out / f"workflow_{label}", n, args.only)
         print(f"{label}: registry written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         run = run_workflow(config, args.cores)
         bootstrap = max(a["survival"]["bootstrap"] for a in yaml.safe_load(config.read_text())["analyses"].values())
