@@ -65,10 +65,15 @@ def start(local: bool) -> subprocess.Popen | None:
     return server
 
 
-def stop(server: subprocess.Popen | None) -> None:
+def stop(server: subprocess.Popen | None, grace_seconds: float = 10) -> None:
+    """Stop the server once its workers are done (killed if they take longer than the grace)."""
     if server is not None and server.poll() is None:
         server.terminate()
-        server.wait()
+        try:
+            server.wait(grace_seconds)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 # --- the job's side (first statement of each workflow script) -------------------------------------
@@ -140,24 +145,38 @@ def _receive(connection: socket.socket, layout: struct.Struct, data: bytes = b""
 # --- the server ---------------------------------------------------------------------------------
 
 def serve(name: str, snakemake_pid: int) -> None:
-    """Import the pipeline, then fork one worker per connection until Snakemake is gone. It listens
-    from the start: the first jobs wait for the imports rather than do them themselves."""
+    """Import the pipeline, then fork one worker per connection until told to stop (SIGTERM) or
+    Snakemake is gone. It listens from the start: the first jobs wait for the imports rather than
+    do them themselves. Workers are waited for, so their CPU time counts in Snakemake's own."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind("\0" + name)
     listener.listen(128)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     _preload()
     listener.settimeout(IDLE_CHECK_SECONDS)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)      # workers are reaped by the kernel
-    while os.getppid() == snakemake_pid:
+    while not stopping and os.getppid() == snakemake_pid:
+        _reap(os.WNOHANG)
         try:
             connection, _ = listener.accept()
-        except TimeoutError:
+        except (TimeoutError, InterruptedError):
             continue
         if os.fork() == 0:
             listener.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os._exit(_work(connection))
         connection.close()
+    listener.close()
+    _reap(0)
+
+
+def _reap(options: int) -> None:
+    """Wait for finished workers (with os.WNOHANG: only those already done; else for all)."""
+    try:
+        while os.waitpid(-1, options)[0]:
+            pass
+    except ChildProcessError:
+        pass
 
 
 WARM_IMPORTS = ("matplotlib.pyplot", "statsmodels.api", "openpyxl")
