@@ -8,8 +8,9 @@ replaced) into benchmarks/out/<size>/, runs `snakemake --cores 2` on it, and rep
   come from the rules' `benchmark:` files (results/benchmarks/**.tsv) where a rule has one,
   otherwise from the lifetime of the job's process; CPU time and peak RSS from polling the
   processes every 0.1 s (each rule's script runs as
-  `python .../.snakemake/scripts/tmpXXXX.<script>.py`, which names the rule), peak RSS also from
-  the benchmark files;
+  `python .../.snakemake/scripts/tmpXXXX.<script>.py`, which names the rule, or, when the job server
+  runs it, in a worker named `psm:<rule>`), peak RSS also from the benchmark files (which measure
+  only the client process of a job the job server runs);
 * end to end: wall time, the peak RSS of any one process, and the peak summed RSS of the whole
   process tree (Snakemake plus the jobs running at the same time).
 
@@ -39,8 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TARGET_SECONDS, TARGET_MB = 120, 4096
 # Each rule runs workflow/scripts/<rule>.py.
-RULES = ("ingest_center", "merge_registry", "cohort", "propensity", "match", "balance", "survival",
-         "analysis_report", "index_report", "manifest")
+RULES = ("ingest_center", "merge_registry", "cohort", "propensity", "match", "weight", "balance", "survival",
+         "bootstrap", "analysis_report", "index_report", "manifest")
 
 
 def write_study(directory: Path, n: int, only: str | None = None) -> Path:
@@ -99,7 +100,7 @@ class ProcessSampler(threading.Thread):
         for process in processes:
             try:
                 rss = process.memory_info().rss / 2**20
-                rule = _rule_of(process.cmdline())
+                rule = _rule_of(process.cmdline()) or _rule_of_worker(process.name())
                 started = process.create_time()
                 cpu = sum(process.cpu_times()[:2])
             except psutil.Error:
@@ -125,6 +126,13 @@ def _rule_of(cmdline: list[str]) -> str | None:
         match = re.search(r"\.snakemake/scripts/tmp[^/]*\.(\w+)\.py$", arg)
         if match:
             return match.group(1) if match.group(1) in RULES else None
+    return None
+
+
+def _rule_of_worker(name: str) -> str | None:
+    """A job run by the job server: its worker is named psm:<rule> (15 characters at most)."""
+    if name.startswith("psm:"):
+        return next((rule for rule in RULES if rule.startswith(name[4:])), None)
     return None
 
 

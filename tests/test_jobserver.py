@@ -24,7 +24,7 @@ print("stdout of", snakemake.rule)
 print("stderr of", snakemake.rule, file=sys.stderr)
 with open(snakemake.output[0], "w") as handle:
     json.dump({"pid": os.getpid(), "cwd": os.getcwd(), "marker": os.environ.get("MARKER"),
-               "file": __file__}, handle)
+               "file": __file__, "name": open("/proc/self/comm").read().strip()}, handle)
 if snakemake.rule == "fails":
     raise RuntimeError("a bug in the script")
 sys.exit(snakemake.params["status"])
@@ -79,6 +79,7 @@ def test_a_job_runs_in_a_fork_of_the_server_with_its_directory_environment_and_s
     assert record["cwd"] == str(tmp_path)                # ... in the job's directory ...
     assert record["marker"] == "ok"                      # ... with the job's environment
     assert record["file"] == str(tmp_path / "script.py")
+    assert record["name"] == "psm:ok"                    # named after its rule in ps and top
     assert "stdout of ok" in done.stdout                 # into the job's own stdout and stderr
     assert "stderr of ok" in done.stderr
 
