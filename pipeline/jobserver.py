@@ -16,6 +16,7 @@ A job runs in its own process, as before, when:
   is only started for local execution, and a job on a cluster node never finds one;
 * its inputs hold more than LARGE_INPUT_BYTES: its start-up is then negligible beside its work, and
   its benchmark file (which measures the job's own process) should measure the work;
+* it has more than one thread: the server's numerical libraries were set up for one (THREAD_VARIABLES);
 * the server is not (yet) listening: the job runs itself rather than wait.
 
 A job run by the server has a benchmark file that measures only its small client process.
@@ -33,6 +34,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -43,6 +45,10 @@ OFF = "off"
 INSIDE = "PSM_PIPELINE_IN_JOB_SERVER"
 """Environment variable set in the server's forks: the script runs there, delegate does nothing."""
 LARGE_INPUT_BYTES = 32 * 2**20
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+"""What Snakemake sets to a job's threads; numerical libraries read them once, when imported, so the
+server imports them as a one-thread job would (and only one-thread jobs are sent to it)."""
 IDLE_CHECK_SECONDS = 1.0
 _LENGTH = struct.Struct("!Q")
 _STATUS = struct.Struct("!i")
@@ -61,7 +67,7 @@ def start(local: bool) -> subprocess.Popen | None:
     name = f"psm-pipeline-{os.getpid()}-{os.urandom(4).hex()}"
     server = subprocess.Popen([sys.executable, "-m", "pipeline.jobserver", name, str(os.getpid())],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+                              start_new_session=True, env={**os.environ, **dict.fromkeys(THREAD_VARIABLES, "1")})
     os.environ[ADDRESS] = name
     return server
 
@@ -81,10 +87,10 @@ def stop(server: subprocess.Popen | None, grace_seconds: float = 10) -> None:
 
 def delegate(smk, script: str) -> None:
     """Run this job's script in a fork of the server and exit with its status; return (and let the
-    script run here) when there is no server to take the job, or the job is large (see the module
-    doc)."""
+    script run here) when there is no server to take the job, or the job is large or multi-threaded
+    (see the module doc)."""
     name = os.environ.get(ADDRESS)
-    if name in (None, "", OFF) or os.environ.get(INSIDE) or _input_bytes(smk) > LARGE_INPUT_BYTES:
+    if name in (None, "", OFF) or os.environ.get(INSIDE) or smk.threads != 1 or _input_bytes(smk) > LARGE_INPUT_BYTES:
         return
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         worker = _hand_over(connection, name, smk, script)
@@ -233,6 +239,7 @@ def _work(connection: socket.socket) -> int:
     os.chdir(job["cwd"])
     os.environ.clear()
     os.environ.update(job["env"], **{INSIDE: "1"})
+    tempfile.tempdir = None                  # found again from the job's TMPDIR
     sys.path[:] = job["path"]
     sys.argv = [job["script"]]
     connection.sendall(_STATUS.pack(os.getpid()))

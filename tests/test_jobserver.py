@@ -34,7 +34,7 @@ sys.exit(snakemake.params["status"])
 CLIENT = """\
 import json, os, runpy, sys, types
 snakemake = types.SimpleNamespace(rule=sys.argv[2], input=sys.argv[4:], output=[sys.argv[3]],
-                                  params={"status": 3})
+                                  params={"status": 3}, threads=int(os.environ.get("THREADS", 1)))
 print(json.dumps({"client": os.getpid()}), flush=True)
 runpy.run_path(sys.argv[1], init_globals={"snakemake": snakemake}, run_name="__main__")
 """
@@ -106,6 +106,13 @@ def test_a_job_with_large_inputs_runs_in_its_own_process(server, tmp_path):
     with large.open("wb") as handle:
         handle.truncate(jobserver.LARGE_INPUT_BYTES + 1)
     done, client, record = run_job(tmp_path, "large", inputs=[large], env={jobserver.ADDRESS: server})
+    assert done.returncode == 3
+    assert record["pid"] == client
+
+
+@pytest.mark.slow   # the server imports the whole pipeline first
+def test_a_job_with_several_threads_runs_in_its_own_process(server, tmp_path):
+    done, client, record = run_job(tmp_path, "threads", env={jobserver.ADDRESS: server, "THREADS": "2"})
     assert done.returncode == 3
     assert record["pid"] == client
 
