@@ -16,7 +16,6 @@ import filecmp
 import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.conftest import copy_demo  # noqa: E402  (the demo study's files, as the tests copy them)
+
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 MODES = {"every job its own process (baseline)": "off", "job server": None}
 TARGET_SECONDS = 20
@@ -47,13 +49,6 @@ def run_demo(study: Path, server: str | None, cores: int) -> dict:
     jobs = re.search(r"^(\d+) of \1 steps \(100%\) done", done.stderr, re.MULTILINE)
     return {"wall": wall, "cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
             "jobs": int(jobs.group(1)) if jobs else None, "load": os.getloadavg()[0 if wall < 90 else 1]}
-
-
-def copy_demo(target: Path) -> Path:
-    target.mkdir(parents=True)
-    shutil.copytree(REPO / "resources", target / "resources")
-    shutil.copy(REPO / "config.yaml", target / "config.yaml")
-    return target
 
 
 def same_results(first: Path, second: Path) -> bool:

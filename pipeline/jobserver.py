@@ -17,12 +17,13 @@ A job runs in its own process, as before, when:
 * its inputs hold more than LARGE_INPUT_BYTES: its start-up is then negligible beside its work, and
   its benchmark file (which measures the job's own process) should measure the work;
 * it has more than one thread: the server's numerical libraries were set up for one (THREAD_VARIABLES);
-* the server is not (yet) listening: the job runs itself rather than wait.
+* there is no server listening (e.g. not on Linux, whose abstract socket names it uses).
 
 A job run by the server has a benchmark file that measures only its small client process.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import os
@@ -36,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from pathlib import Path
 
 ADDRESS = "PSM_PIPELINE_JOB_SERVER"
 """Environment variable: the server's socket name (Linux abstract namespace), set for the jobs; set
@@ -260,15 +260,18 @@ def _run_script(script: str, smk) -> int:
     try:
         runpy.run_path(script, init_globals={"snakemake": smk}, run_name="__main__")
         status = 0
-    except SystemExit as done:
-        status = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        if done.code is not None and not isinstance(done.code, int):
+    except SystemExit as done:              # as Python's exit status for sys.exit(code)
+        if done.code is None or isinstance(done.code, int):
+            status = done.code or 0
+        else:
             print(done.code, file=sys.stderr)
+            status = 1
     except BaseException:
         traceback.print_exc()
         status = 1
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        stream.flush()
+        with contextlib.suppress(ValueError, OSError):      # a stream the script closed
+            stream.flush()
     return status
 
 
