@@ -100,7 +100,9 @@ class ProcessSampler(threading.Thread):
         for process in processes:
             try:
                 rss = process.memory_info().rss / 2**20
-                rule = _rule_of(process.cmdline()) or _rule_of_worker(process.name())
+                client = _rule_of(process.cmdline())
+                worker = None if client else _rule_of_worker(process.name())
+                rule = client or worker
                 started = process.create_time()
                 cpu = sum(process.cpu_times()[:2])
             except psutil.Error:
@@ -108,16 +110,18 @@ class ProcessSampler(threading.Thread):
             total += rss
             self.process_peak_mb = max(self.process_peak_mb, rss)
             if rule:
-                job = self.jobs.setdefault(process.pid, {"rule": rule, "start": started, "peak_mb": 0.0})
+                job = self.jobs.setdefault(process.pid, {"rule": rule, "start": started, "peak_mb": 0.0,
+                                                         "worker": bool(worker)})
                 job["end"], job["cpu"], job["peak_mb"] = now, cpu, max(job["peak_mb"], rss)
         self.tree_peak_mb = max(self.tree_peak_mb, total)
 
     def rule_jobs(self) -> dict[str, list[dict]]:
-        """Rule -> its jobs' wall seconds (process lifetime), CPU seconds and peak RSS."""
+        """Rule -> its processes' wall seconds (lifetime), CPU seconds and peak RSS, and whether each
+        is a job server's worker (which runs the job of a client process, counted once)."""
         jobs = defaultdict(list)
         for job in self.jobs.values():
             jobs[job["rule"]].append({"seconds": job["end"] - job["start"], "cpu": job["cpu"],
-                                      "peak_mb": job["peak_mb"]})
+                                      "peak_mb": job["peak_mb"], "worker": job["worker"]})
         return jobs
 
 
@@ -182,7 +186,7 @@ def rule_rows(study: Path, sampled: dict[str, list[dict]]) -> list[dict]:
     rows = []
     for rule in RULES:
         sampled_jobs = sampled.get(rule, [])
-        jobs = from_files.get(rule) or sampled_jobs
+        jobs = from_files.get(rule) or [job for job in sampled_jobs if not job["worker"]]
         if jobs:
             rows.append({"rule": rule, "jobs": len(jobs), "sum_s": sum(j["seconds"] for j in jobs),
                          "max_s": max(j["seconds"] for j in jobs),
