@@ -8,8 +8,9 @@ replaced) into benchmarks/out/<size>/, runs `snakemake --cores 2` on it, and rep
   come from the rules' `benchmark:` files (results/benchmarks/**.tsv) where a rule has one,
   otherwise from the lifetime of the job's process; CPU time and peak RSS from polling the
   processes every 0.1 s (each rule's script runs as
-  `python .../.snakemake/scripts/tmpXXXX.<script>.py`, which names the rule), peak RSS also from
-  the benchmark files;
+  `python .../.snakemake/scripts/tmpXXXX.<script>.py`, which names the rule, or, when the job server
+  runs it, in a worker named `psm:<rule>`), peak RSS also from the benchmark files (which measure
+  only the client process of a job the job server runs);
 * end to end: wall time, the peak RSS of any one process, and the peak summed RSS of the whole
   process tree (Snakemake plus the jobs running at the same time).
 
@@ -39,12 +40,13 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TARGET_SECONDS, TARGET_MB = 120, 4096
 # Each rule runs workflow/scripts/<rule>.py.
-RULES = ("ingest_center", "merge_registry", "cohort", "propensity", "match", "balance", "survival",
-         "analysis_report", "index_report", "manifest")
+RULES = ("ingest_center", "merge_registry", "cohort", "propensity", "match", "weight", "balance", "survival",
+         "bootstrap", "analysis_report", "index_report", "manifest")
 
 
-def write_study(directory: Path, n: int) -> Path:
-    """Synthetic extracts for n patients and a config.yaml for them; returns the config path."""
+def write_study(directory: Path, n: int, only: str | None = None) -> Path:
+    """Synthetic extracts for n patients and a config.yaml for them; returns the config path. With
+    ``only``, the config keeps that one analysis, without its subgroups and sensitivity variants."""
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
@@ -54,6 +56,10 @@ def write_study(directory: Path, n: int) -> Path:
         cwd=REPO, check=True, capture_output=True, text=True).stdout
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["registry"]["centers"] = yaml.safe_load(printed)["centers"]
+    if only:
+        analysis = {key: value for key, value in config["analyses"][only].items()
+                    if key not in ("subgroups", "sensitivity")}
+        config["analyses"] = {only: analysis}
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return path
@@ -94,7 +100,9 @@ class ProcessSampler(threading.Thread):
         for process in processes:
             try:
                 rss = process.memory_info().rss / 2**20
-                rule = _rule_of(process.cmdline())
+                client = _rule_of(process.cmdline())
+                worker = None if client else _rule_of_worker(process.name())
+                rule = client or worker
                 started = process.create_time()
                 cpu = sum(process.cpu_times()[:2])
             except psutil.Error:
@@ -102,16 +110,18 @@ class ProcessSampler(threading.Thread):
             total += rss
             self.process_peak_mb = max(self.process_peak_mb, rss)
             if rule:
-                job = self.jobs.setdefault(process.pid, {"rule": rule, "start": started, "peak_mb": 0.0})
+                job = self.jobs.setdefault(process.pid, {"rule": rule, "start": started, "peak_mb": 0.0,
+                                                         "worker": bool(worker)})
                 job["end"], job["cpu"], job["peak_mb"] = now, cpu, max(job["peak_mb"], rss)
         self.tree_peak_mb = max(self.tree_peak_mb, total)
 
     def rule_jobs(self) -> dict[str, list[dict]]:
-        """Rule -> its jobs' wall seconds (process lifetime), CPU seconds and peak RSS."""
+        """Rule -> its processes' wall seconds (lifetime), CPU seconds and peak RSS, and whether each
+        is a job server's worker (which runs the job of a client process, counted once)."""
         jobs = defaultdict(list)
         for job in self.jobs.values():
             jobs[job["rule"]].append({"seconds": job["end"] - job["start"], "cpu": job["cpu"],
-                                      "peak_mb": job["peak_mb"]})
+                                      "peak_mb": job["peak_mb"], "worker": job["worker"]})
         return jobs
 
 
@@ -120,6 +130,13 @@ def _rule_of(cmdline: list[str]) -> str | None:
         match = re.search(r"\.snakemake/scripts/tmp[^/]*\.(\w+)\.py$", arg)
         if match:
             return match.group(1) if match.group(1) in RULES else None
+    return None
+
+
+def _rule_of_worker(name: str) -> str | None:
+    """A job run by the job server: its worker is named psm:<rule> (15 characters at most)."""
+    if name.startswith("psm:"):
+        return next((rule for rule in RULES if rule.startswith(name[4:])), None)
     return None
 
 
@@ -169,7 +186,7 @@ def rule_rows(study: Path, sampled: dict[str, list[dict]]) -> list[dict]:
     rows = []
     for rule in RULES:
         sampled_jobs = sampled.get(rule, [])
-        jobs = from_files.get(rule) or sampled_jobs
+        jobs = from_files.get(rule) or [job for job in sampled_jobs if not job["worker"]]
         if jobs:
             rows.append({"rule": rule, "jobs": len(jobs), "sum_s": sum(j["seconds"] for j in jobs),
                          "max_s": max(j["seconds"] for j in jobs),
@@ -207,11 +224,13 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    parser.add_argument("--only", metavar="ANALYSIS", help="run only this analysis of the demo config "
+                        "(without its subgroups and sensitivity variants)")
     args = parser.parse_args(argv)
     for n in args.sizes:
         label = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
         t0 = time.perf_counter()
-        config = write_study(args.out / f"workflow_{label}", n)
+        config = write_study(args.out / f"workflow_{label}", n, args.only)
         print(f"{label}: registry written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         run = run_workflow(config, args.cores)
         bootstrap = max(a["survival"]["bootstrap"] for a in yaml.safe_load(config.read_text())["analyses"].values())

@@ -6,6 +6,7 @@ from pathlib import Path
 # this makes the Snakefile parse from a checkout too.
 sys.path.insert(0, workflow.basedir)
 
+from pipeline import jobserver
 from pipeline.config.settings import Settings, Study
 from pipeline.config.validate import prepare_config
 from pipeline.design.designs import design_name
@@ -36,6 +37,24 @@ def analysis_named(name):
 def analysis_of(wildcards):
     """The settings of the job's analysis."""
     return analysis_named(wildcards.analysis)
+
+
+# Local runs: one warm process imports the pipeline once and runs the small jobs in forks of itself
+# (pipeline/jobserver.py); on SLURM or under conda/containers every job keeps its own process.
+JOB_SERVER = []
+
+
+onstart:
+    JOB_SERVER.append(jobserver.start(local=workflow.local_exec and not workflow.remote_exec
+                                      and not workflow.deployment_settings.deployment_method))
+
+
+onsuccess:
+    jobserver.stop(JOB_SERVER.pop() if JOB_SERVER else None)
+
+
+onerror:
+    jobserver.stop(JOB_SERVER.pop() if JOB_SERVER else None)
 
 
 wildcard_constraints:

@@ -1,4 +1,8 @@
 """Rule analysis_report: one analysis's self-contained HTML report."""
+from pipeline.jobserver import delegate
+
+delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
+
 from pathlib import Path
 
 from pipeline.config.settings import Analysis, ReportContext

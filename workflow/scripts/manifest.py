@@ -1,4 +1,8 @@
 """Rule manifest: results/manifest.json (file hashes and published numbers)."""
+from pipeline.jobserver import delegate
+
+delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
+
 from pathlib import Path
 
 from pipeline.io import run_script
