@@ -3,6 +3,7 @@ job's directory, environment, stdout, stderr and exit status; or in the job's ow
 there is no server, when it is turned off, or when its inputs are large."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -124,3 +125,12 @@ def test_no_server_for_jobs_run_elsewhere_or_turned_off(monkeypatch):
     monkeypatch.setenv(jobserver.ADDRESS, jobserver.OFF)
     assert jobserver.start(local=True) is None
     assert os.environ[jobserver.ADDRESS] == jobserver.OFF
+
+
+def test_every_workflow_script_hands_its_job_to_the_server_before_anything_else():
+    """A script without the hand-over still works, in its own slow process; this keeps new rules fast."""
+    scripts = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+    assert scripts
+    for script in scripts:
+        statements = [ast.unparse(node) for node in ast.parse(script.read_text()).body[1:3]]
+        assert statements == ["from pipeline.jobserver import delegate", "delegate(snakemake, __file__)"], script.name
