@@ -1,7 +1,7 @@
 """Benchmark: pipeline.design.matching.nearest.match_nearest against causalml's NearestNeighborMatch,
 and optimal matching (pipeline.design.matching.optimal) on the same problems.
 
-    .venv/bin/python benchmarks/bench_matching.py [--sizes 10000 100000 1000000] [--optimal-max 30000]
+    .venv/bin/python benchmarks/bench_matching.py [--sizes 10000 100000 1000000] [--optimal-max 100000]
 
 Synthetic registries with 40% treated units and a logit-PS distance (treated ~ N(0.5, 1), controls
 ~ N(0, 1)); matching 1:1 and 3:1 without replacement, caliper 0.2 SD of the logit PS. Every case
@@ -15,8 +15,14 @@ round-robin), caliper 0.2 SD of the same distance (its SD uses n, not n - 1) and
 ``--causalml-max`` patients, and once per case above 10k.
 
 Optimal matching (same caliper, without replacement) runs once per case up to ``--optimal-max``
-patients; its table gives the total distance of its pairs beside the greedy match's (same
-caliper) and the bound on how far its total may lie above the exact optimum (integer costs).
+patients; its table gives wall and CPU time (the machine is shared: CPU time is the steadier
+figure), the total distance of its pairs beside the greedy match's (same caliper) and the bound on
+how far its total may lie above the exact optimum (integer costs). Up to ``--reference-max``
+patients, 1:1, the independent optimum is scipy's ``linear_sum_assignment`` on the dense problem
+(pairs outside the caliper priced far above any total, so it first matches as many treated
+patients as possible, as optimal matching does); the table gives its time and the difference of
+the totals. Full matching (same caliper) runs once per size up to ``--optimal-max`` too; beyond
+``full.MAX_PAIRS`` admissible pairs it reports the analysis as not estimable.
 optmatch, which MatchIt's method "optimal" calls, is not installable here; by default it refuses
 a problem of more than 1e7 arcs (pairs + treated + 2 x controls), which 1:1 matching without a
 caliper reaches at about 6,500 patients of this mix and with this caliper at about 20,000.
@@ -86,13 +92,47 @@ def run_optimal(ps, treated, ratio):
     match_optimal(distance[:2000], treated[:2000], ratio=ratio, caliper=CALIPER_SD)     # JIT warm-up
     greedy = match_nearest(distance, treated, ratio=ratio, caliper=CALIPER_SD)
     baseline = current_rss_mb()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     result = match_optimal(distance, treated, ratio=ratio, caliper=CALIPER_SD)
-    return {"seconds": time.perf_counter() - t0, "peak_mb": peak_rss_mb() - baseline,
+    return {"seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0,
+            "peak_mb": peak_rss_mb() - baseline,
             "treated_matched": result.counts["n_treated_matched"], "pairs": len(result.pairs),
             "total": result.details["total_distance"], "tolerance": result.details["total_distance_tolerance"],
             "greedy_treated_matched": greedy.counts["n_treated_matched"], "greedy_pairs": len(greedy.pairs),
             "greedy_total": float(greedy.pairs["distance_diff"].sum())}
+
+
+def run_reference(ps, treated):
+    from scipy.optimize import linear_sum_assignment
+
+    sys.path.insert(0, str(ROOT))
+    from pipeline.design.matching.common import caliper_in_distance_units, distance_from_ps
+
+    distance = distance_from_ps(ps, "logit")
+    caliper = caliper_in_distance_units(distance, np.zeros(len(ps), dtype=bool), CALIPER_SD, True)
+    t0 = time.perf_counter()
+    costs = np.abs(distance[treated][:, None] - distance[~treated][None, :])
+    costs[costs > caliper] = 1e9
+    rows, cols = linear_sum_assignment(costs)
+    kept = costs[rows, cols] < 1e9
+    return {"seconds": time.perf_counter() - t0, "pairs": int(kept.sum()), "total": float(costs[rows, cols][kept].sum())}
+
+
+def run_full(ps, treated):
+    sys.path.insert(0, str(ROOT))
+    from pipeline.design.matching.common import distance_from_ps
+    from pipeline.design.matching.full import match_full
+    from pipeline.errors import NotEstimable
+
+    distance = distance_from_ps(ps, "logit")
+    match_full(distance[:500], treated[:500], caliper=CALIPER_SD)     # JIT warm-up
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    try:
+        result = match_full(distance, treated, caliper=CALIPER_SD)
+    except NotEstimable as reason:
+        return {"seconds": time.perf_counter() - t0, "not_estimable": str(reason)}
+    return {"seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0,
+            "treated_matched": result.counts["n_treated_matched"], "total": result.details["total_distance"]}
 
 
 def run_causalml(ps, treated, ratio, repeats, seed):
@@ -119,6 +159,10 @@ def child(args) -> None:
         out = run_pipeline(ps, treated, args.ratio, args.repeats)
     elif args.child == "optimal":
         out = run_optimal(ps, treated, args.ratio)
+    elif args.child == "reference":
+        out = run_reference(ps, treated)
+    elif args.child == "full":
+        out = run_full(ps, treated)
     else:
         out = run_causalml(ps, treated, args.ratio, args.repeats, args.seed)
     print(json.dumps(out))
@@ -149,14 +193,25 @@ def table(rows) -> str:
 
 
 def optimal_table(rows) -> str:
-    lines = ["| patients | ratio | optimal s (once) | peak MB | treated matched | pairs | total distance "
-             "| tolerance | greedy treated matched | greedy pairs | greedy total distance |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| patients | ratio | optimal s (once) | CPU s | peak MB | treated matched | pairs | total distance "
+             "| tolerance | linear_sum_assignment s | its total - ours | greedy treated matched | greedy total distance |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        o = r["optimal"]
-        lines.append(f"| {r['n']:,} | {r['ratio']}:1 | {o['seconds']:.2f} | {o['peak_mb']:.0f} | {o['treated_matched']:,} "
-                     f"| {o['pairs']:,} | {o['total']:.4f} | {o['tolerance']:.1e} | {o['greedy_treated_matched']:,} "
-                     f"| {o['greedy_pairs']:,} | {o['greedy_total']:.4f} |")
+        o, ref = r["optimal"], r.get("reference")
+        ref_cells = ("—", "—") if ref is None else (f"{ref['seconds']:.1f}", f"{ref['total'] - o['total']:.1e}")
+        lines.append(f"| {r['n']:,} | {r['ratio']}:1 | {o['seconds']:.1f} | {o['cpu_s']:.1f} | {o['peak_mb']:.0f} "
+                     f"| {o['treated_matched']:,} | {o['pairs']:,} | {o['total']:.4f} | {o['tolerance']:.1e} | "
+                     + " | ".join(ref_cells) + f" | {o['greedy_treated_matched']:,} | {o['greedy_total']:.4f} |")
+    return "\n".join(lines)
+
+
+def full_table(rows) -> str:
+    lines = ["| patients | full matching s (once) | CPU s | treated matched | total distance |", "|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        f = r["full"]
+        cells = (f"{f['seconds']:.1f} | — | not estimable: {f['not_estimable']} | —" if "not_estimable" in f else
+                 f"{f['seconds']:.1f} | {f['cpu_s']:.1f} | {f['treated_matched']:,} | {f['total']:.4f}")
+        lines.append(f"| {r['n']:,} | {cells} |")
     return "\n".join(lines)
 
 
@@ -166,9 +221,10 @@ def main() -> None:
     parser.add_argument("--ratios", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--causalml-max", type=int, default=100_000)
-    parser.add_argument("--optimal-max", type=int, default=30_000)
+    parser.add_argument("--optimal-max", type=int, default=100_000)
+    parser.add_argument("--reference-max", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=20110801)
-    parser.add_argument("--child", choices=["pipeline", "causalml", "optimal"])
+    parser.add_argument("--child", choices=["pipeline", "causalml", "optimal", "reference", "full"])
     parser.add_argument("--data")
     parser.add_argument("--ratio", type=int)
     args = parser.parse_args()
@@ -190,6 +246,10 @@ def main() -> None:
                     row["causalml"] = run_case("causalml", data, ratio, row["causalml_repeats"], args.seed)
                 if n <= args.optimal_max:
                     row["optimal"] = run_case("optimal", data, ratio, 1, args.seed)
+                if n <= args.reference_max and ratio == 1:
+                    row["reference"] = run_case("reference", data, ratio, 1, args.seed)
+                if n <= args.optimal_max and ratio == args.ratios[0]:
+                    row["full"] = run_case("full", data, ratio, 1, args.seed)
                 rows.append(row)
                 print(f"done: n={n:,} ratio={ratio}", file=sys.stderr, flush=True)
     print(table(rows))
@@ -197,6 +257,8 @@ def main() -> None:
     if optimal_rows:
         print("\nOptimal matching (caliper 0.2 SD of the logit, without replacement) beside the greedy match:\n")
         print(optimal_table(optimal_rows))
+        print("\nFull matching (caliper 0.2 SD of the logit):\n")
+        print(full_table([r for r in rows if "full" in r]))
     print(f"\nFirst call in a fresh process (numba, both kernels), not included above: "
           f"{compile_s[0]:.1f} s compiling with an empty cache, "
           f"{max(compile_s[1:], default=float('nan')):.1f} s at most loading the cache.")

@@ -236,3 +236,100 @@ def test_optimal_describes_itself():
     assert sentence.startswith("Patients were matched 2:1 by optimal matching without replacement")
     assert "exactly within center" in sentence and "(raw width 0.3500)" in sentence
     assert sentence.endswith("common-support discard: none.")
+
+
+# ---------------------------------------------------------------------------------------------
+# large problems on the distance: predicted pairs from a thinned problem, cheap pricing on a line
+
+
+@pytest.fixture
+def thinned_from_small_problems(monkeypatch):
+    """Hints on problems of any size, with windows so narrow that pricing must grow them."""
+    from pipeline.design.matching import optimal
+    monkeypatch.setattr(optimal, "THINNED_ABOVE", 8)
+    monkeypatch.setattr(optimal, "THINNING", 3)
+    monkeypatch.setattr(flow, "HINT_WINDOW", 1)
+    monkeypatch.setattr(flow, "HINTED_CANDIDATES", 1)
+    monkeypatch.setattr(flow, "PRICED", 1)
+
+
+def clustered_problem(seed):
+    """Clusters of patients farther apart than the caliper (independent components), with ties."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(60, 200))
+    treated = rng.random(n) < rng.uniform(0.25, 0.55)
+    distance = rng.normal(size=n) + 0.8 * treated + 3.0 * rng.integers(0, 3, size=n)
+    distance[rng.random(n) < 0.1] = 0.5
+    return distance, treated
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_thinned_hints_reach_the_independent_optimum(seed, thinned_from_small_problems, monkeypatch):
+    distance, treated = clustered_problem(seed)
+    exact = np.random.default_rng(seed).integers(0, 2, size=len(distance)) if seed % 4 == 3 else None
+    ratio = [1, 2, 3][seed % 3]
+    limit = [0.1, 0.3, 0.6, np.inf][seed % 4]
+    solves = []
+    original = flow._solve_once
+    monkeypatch.setattr(flow, "_solve_once", lambda *args: solves.append(1) or original(*args))
+    check_against_references(distance, treated, ratio, limit, exact)
+    assert len(solves) > 1             # the thinned problem's solves, and this one's
+
+
+def test_the_first_candidates_are_grown_when_they_do_not_hold_the_optimum(thinned_from_small_problems, monkeypatch):
+    # treated patients outnumber the controls at the right: the optimum reaches controls far
+    # from the predicted ones, which pricing has to add
+    rng = np.random.default_rng(5)
+    treated = rng.random(400) < 0.45
+    distance = rng.normal(size=400) + 1.2 * treated
+    rounds = []
+    original = flow._price
+    monkeypatch.setattr(flow, "_price", lambda *args: rounds.append(original(*args)) or rounds[-1])
+    check_against_references(distance, treated, 1, 0.5)
+    assert any(len(t_new) for t_new, _, _ in rounds)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_line_check_never_misses_a_pair_below_the_threshold(seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    treated = rng.random(n) < 0.4
+    distance = np.round(rng.normal(size=n), 2)
+    exact = rng.integers(0, 2, size=n)
+    graph = flow.admissible_pairs(distance, treated, np.zeros(n, dtype=bool), exact, 0.4)
+    n_t, n_c = len(graph.treated), len(graph.control)
+    scale = 1e9
+    potential = rng.integers(-10**8, 10**8, size=n_t + n_c + 2)
+    t_cand, c_cand = flow._union(*flow._windows(graph, np.arange(n_t), graph.position), [], [])
+    candidate = set(zip(t_cand.tolist(), c_cand.tolist()))
+    least = np.full(n_t, np.iinfo(np.int64).max)
+    for i in range(n_t):
+        for j in range(graph.lo[i], graph.hi[i] + 1):
+            if (i, j) not in candidate:
+                cost = np.int64(np.rint(abs(distance[graph.treated[i]] - distance[graph.control[j]]) * scale))
+                least[i] = min(least[i], cost + potential[i] - potential[n_t + j])
+    for threshold in (-1, 0, 10**7):
+        suspects = flow._may_price_below(graph, scale, potential, t_cand, c_cand, threshold)
+        assert suspects[least < threshold].all()
+        assert not suspects.all()              # it rules nodes out, else it would be no check
+
+
+def test_predicted_pairs_of_a_thinned_problem_shift_its_sorted_optimum():
+    # treated at 0..9, controls at 0.5..9.5 and a far one: every treated patient's partner is the
+    # control to its right, in the thinned problem too; the prediction recovers exactly that
+    distance = np.r_[np.arange(10.0), np.arange(10.0) + 0.5, 50.0]
+    treated = np.r_[np.ones(10, dtype=bool), np.zeros(11, dtype=bool)]
+    graph = flow.admissible_pairs(distance, treated, np.zeros(21, dtype=bool), None, None)
+    thinned, *kept = graph.thinned(2)
+    from pipeline.design.matching.optimal import _optimum
+    t_nodes, c_nodes = graph.predicted_pairs(2, kept, _optimum(thinned, 1)[0])
+    np.testing.assert_array_equal(t_nodes, np.arange(10))
+    np.testing.assert_array_equal(c_nodes, np.arange(10))
+
+
+def test_a_problem_whose_only_pairs_cost_nothing():
+    distance = np.array([0.5, 0.5, 3.0, 0.5])
+    treated = np.array([True, False, True, True])
+    result = match_optimal(distance, treated, caliper=0.1, std_caliper=False)
+    assert result.pairs[["treated_index", "control_index"]].values.tolist() == [[0, 1]]
+    assert result.details["total_distance"] == 0.0

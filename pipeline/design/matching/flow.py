@@ -31,6 +31,17 @@ certificate is in the integer costs; pricing stops when no reduced cost is below
 flow is 1-optimal, whose cost is within (number of nodes) units of the optimum (Goldberg &
 Tarjan's epsilon-optimality), so the tolerance becomes (pairs + nodes) / scale. That saves rounds
 that would only settle rounding ties of one unit (~1e-14 of a distance unit).
+
+**Large problems on the distance.** With a caliper of 0.2 SD and 100,000 patients, where treated
+patients outnumber the controls the optimum pairs them with controls thousands of places away in
+sorted order, far outside their cheapest candidates; pricing alone would take many rounds of ever
+larger solves. Optimal matching (pipeline.design.matching.optimal) therefore first solves a thinned
+problem (every few treated patients and controls, :meth:`Graph.thinned`, recursively) and gives the
+solver a window of controls around the partners that its optimum predicts
+(:meth:`Graph.predicted_pairs`); pricing then certifies the result as before. On the distance alone
+the check of a round does not visit every admissible pair: :func:`_may_price_below` bounds the least
+reduced cost per treated patient within a unit by range-minimum queries in sorted order, and only
+the patients it cannot rule out are priced pair by pair, so the certificate stays exact.
 """
 from __future__ import annotations
 
@@ -44,6 +55,11 @@ from pipeline.errors import DataError
 
 CANDIDATES = 16
 """Cheapest admissible controls per treated patient given to the solver before pricing."""
+HINT_WINDOW = 16
+"""Controls on either side of a predicted partner given to the solver before pricing."""
+HINTED_CANDIDATES = 4
+"""Cheapest admissible controls per treated patient given to the solver with predicted partners
+(which then also replace the look-ahead of MARGIN)."""
 PRICED = 48
 """Most pairs per treated patient added in one round of pricing (the smallest reduced costs)."""
 MARGIN = 0.25
@@ -61,14 +77,17 @@ class Graph:
 
     Treated nodes are numbered 0..n_treated-1 (``treated``: their data indices, in data order),
     control nodes 0..n_controls-1 (``control``: data indices sorted by stratum, distance, data
-    order). Treated node i may be paired with control nodes ``lo[i]..hi[i]`` (none when hi < lo).
-    ``features`` (one row per patient) replace the distance in the costs when not None.
+    order). Treated node i may be paired with control nodes ``lo[i]..hi[i]`` (none when hi < lo);
+    ``position[i]`` is its place among the sorted controls (the first control node of its stratum
+    that sorts after it by distance). ``features`` (one row per patient) replace the distance in
+    the costs when not None.
     """
 
     treated: np.ndarray
     control: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    position: np.ndarray
     distance: np.ndarray
     features: np.ndarray | None
 
@@ -81,7 +100,56 @@ class Graph:
         first, stop = control_range or (0, len(self.control))
         lo = np.maximum(self.lo[treated_nodes], first) - first
         hi = np.minimum(self.hi[treated_nodes], stop - 1) - first
-        return Graph(self.treated[treated_nodes], self.control[first:stop], lo, hi, self.distance, self.features)
+        position = np.clip(self.position[treated_nodes], first, stop) - first
+        return Graph(self.treated[treated_nodes], self.control[first:stop], lo, hi, position, self.distance,
+                     self.features)
+
+    def thinned(self, step: int) -> tuple["Graph", np.ndarray, np.ndarray]:
+        """Every ``step``-th treated node in the order of the sorted controls and every ``step``-th
+        control node: a smaller problem of the same shape (its optimum predicts this one's,
+        :func:`predicted_pairs`). Returns it and the nodes it keeps (as nodes of this graph)."""
+        treated_nodes = np.lexsort((np.arange(len(self.treated)), self.position))[::step]
+        control_nodes = np.arange(0, len(self.control), step)
+        lo = np.searchsorted(control_nodes, self.lo[treated_nodes], side="left")
+        hi = np.searchsorted(control_nodes, self.hi[treated_nodes], side="right") - 1
+        position = np.searchsorted(control_nodes, self.position[treated_nodes], side="left")
+        return (Graph(self.treated[treated_nodes], self.control[control_nodes], lo, hi, position, self.distance,
+                      self.features), treated_nodes, control_nodes)
+
+    def predicted_pairs(self, step: int, thinned_nodes: tuple[np.ndarray, np.ndarray],
+                        thinned_solution: "Solution") -> tuple[np.ndarray, np.ndarray]:
+        """Pairs of this graph predicted from the optimum of its thinned graph (``thinned(step)``;
+        ``thinned_nodes`` the nodes it kept).
+
+        On a line an optimum stays optimal when its matched patients are re-paired in sorted
+        order (uncrossing two pairs never lengthens either beyond the longer one), and in that
+        form neighbours shift alike: each treated node takes the sorted-order partners of the
+        matched kept treated node nearest to it, shifted by the difference of their positions."""
+        kept_treated, kept_controls = thinned_nodes
+        by_position = np.lexsort((thinned_solution.t_nodes, self.position[kept_treated[thinned_solution.t_nodes]]))
+        sub_t = thinned_solution.t_nodes[by_position]
+        sub_c = np.sort(thinned_solution.c_nodes)
+        by_treated = np.lexsort((sub_c, sub_t))
+        sub_t, sub_c = sub_t[by_treated], sub_c[by_treated]
+        order = np.lexsort((np.arange(len(self.treated)), self.position))
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        first = np.searchsorted(sub_t, np.arange(len(kept_treated)))
+        count = np.diff(np.append(first, len(sub_t)))
+        matched = np.flatnonzero(count > 0)            # kept nodes in sorted order (thinned())
+        if not len(matched):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        place = rank / step                             # where each treated node falls among the kept
+        after = np.minimum(np.searchsorted(matched, place), len(matched) - 1)
+        before = np.maximum(after - 1, 0)
+        nearer = np.where(np.abs(matched[before] - place) <= np.abs(matched[after] - place), before, after)
+        representative = matched[nearer]
+        count = count[representative]
+        t_nodes = np.repeat(np.arange(len(self.treated)), count)
+        within = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        partner = kept_controls[sub_c[np.repeat(first[representative], count) + within]]
+        shift = self.position - self.position[kept_treated[representative]]
+        return t_nodes, partner + shift[t_nodes]
 
     def costs(self, t_nodes: np.ndarray, c_nodes: np.ndarray) -> np.ndarray:
         """The (float) cost of each given pair of nodes."""
@@ -102,20 +170,21 @@ def admissible_pairs(distance: np.ndarray, treated: np.ndarray, discarded: np.nd
     first = np.searchsorted(c_stratum, stratum[treated_idx], side="left")
     stop = np.searchsorted(c_stratum, stratum[treated_idx], side="right")
     limit = np.inf if caliper_raw is None else float(caliper_raw)
-    lo, hi = _caliper_runs(distance[treated_idx], distance[controls], first, stop, limit)
+    lo, hi, position = _caliper_runs(distance[treated_idx], distance[controls], first, stop, limit)
     if features is not None:
         features = np.ascontiguousarray(features, dtype=np.float64)
-    return Graph(treated_idx, controls, lo, hi, distance, features)
+    return Graph(treated_idx, controls, lo, hi, position, distance, features)
 
 
 @numba.njit(cache=True, nogil=True)
 def _caliper_runs(d_treated, d_controls, first, stop, limit):
-    """Per treated patient, the first and last control of its stratum within the caliper
-    (``|d_t - d_c| <= limit``, evaluated exactly as written: the run is contiguous because the
+    """Per treated patient, the first and last control of its stratum within the caliper, and its
+    place among the controls (``|d_t - d_c| <= limit``, evaluated exactly as written: the run is contiguous because the
     rounded difference is monotone in d_c)."""
     n = len(d_treated)
     lo = np.empty(n, dtype=np.int64)
     hi = np.empty(n, dtype=np.int64)
+    position = np.empty(n, dtype=np.int64)
     for i in range(n):
         dt = d_treated[i]
         a = first[i] + np.searchsorted(d_controls[first[i]:stop[i]], dt)
@@ -125,8 +194,8 @@ def _caliper_runs(d_treated, d_controls, first, stop, limit):
         right = a - 1
         while right + 1 < stop[i] and abs(dt - d_controls[right + 1]) <= limit:
             right += 1
-        lo[i], hi[i] = left, right
-    return lo, hi
+        lo[i], hi[i], position[i] = left, right, a
+    return lo, hi, position
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +209,9 @@ class Network:
     ``circulation`` a sink -> source arc of unbounded capacity. ``supply`` has one entry per node:
     treated nodes, control nodes, source, sink (lower bounds are expressed through supplies).
     ``required``: pairs (treated node, control node) that must be candidates from the start
-    (a feasible flow); ``all_pairs``: give the solver every admissible pair (no pricing)."""
+    (a feasible flow); ``hint``: predicted pairs (treated node, control node, which may lie outside
+    the treated node's run) around which the first candidates also include the ``HINT_WINDOW``
+    admissible controls on either side; ``all_pairs``: give the solver every admissible pair (no pricing)."""
 
     graph: Graph
     treated_capacity: np.ndarray
@@ -148,6 +219,7 @@ class Network:
     supply: np.ndarray
     circulation: bool = False
     required: tuple[np.ndarray, np.ndarray] | None = None
+    hint: tuple[np.ndarray, np.ndarray] | None = None
     all_pairs: bool = False
 
 
@@ -175,17 +247,20 @@ def solve(network: Network) -> Solution:
     graph = network.graph
     features = graph.features if graph.features is not None else np.empty((0, 0))
     use_features = graph.features is not None
-    window = -1 if network.all_pairs else CANDIDATES
+    hinted = network.hint is not None and not network.all_pairs
+    window = -1 if network.all_pairs else HINTED_CANDIDATES if hinted else CANDIDATES
     t_cand, c_cand, d_max = _candidates(graph.lo, graph.hi, graph.treated, graph.control, graph.distance,
                                         graph.distance[graph.control], features, use_features, window)
     if network.required is not None:
         t_cand, c_cand = _union(t_cand, c_cand, *network.required)
+    if hinted:
+        t_cand, c_cand = _union(t_cand, c_cand, *_windows(graph, *network.hint))
     if len(t_cand) == 0:
         empty = np.empty(0, dtype=np.int64)
         return Solution(empty, empty, np.empty(0), 0.0)
     n_nodes = len(graph.treated) + len(graph.control) + 2
     scale = _scale(d_max, n_nodes)
-    margin = MARGIN * d_max * scale
+    margin = -1.0 if hinted else MARGIN * d_max * scale
     for _ in range(_MAX_PRICING_ROUNDS):
         flows, costs_int, status_scale = _solve_once(network, t_cand, c_cand, scale)
         if status_scale is not None:            # the potentials overflowed: halve the scale
@@ -194,8 +269,10 @@ def solve(network: Network) -> Solution:
         if network.all_pairs:
             break
         potential = _potentials(network, t_cand, c_cand, costs_int, flows)
+        scanned = _may_price_below(graph, scale, potential, t_cand, c_cand, np.int64(margin))
         t_new, c_new, least = _price(graph.lo, graph.hi, graph.treated, graph.control, graph.distance, features,
-                                     use_features, scale, potential, t_cand, c_cand, PRICED, np.int64(margin))
+                                     use_features, scale, potential, t_cand, c_cand, PRICED, np.int64(margin),
+                                     scanned)
         if least >= -1:                         # 1-optimal: within n_nodes / scale of the optimum
             break
         margin = 0.0                            # the first round looks ahead; later ones fix what is left
@@ -208,10 +285,23 @@ def solve(network: Network) -> Solution:
     return Solution(t_nodes, c_nodes, graph.costs(t_nodes, c_nodes), (len(t_nodes) + slack) / scale)
 
 
+def _windows(graph: Graph, t_nodes: np.ndarray, c_nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The admissible pairs within HINT_WINDOW controls of the given pairs (moved into the runs)."""
+    lo, hi = graph.lo[t_nodes], graph.hi[t_nodes]
+    some = hi >= lo
+    t_nodes, lo, hi = t_nodes[some], lo[some], hi[some]
+    centre = np.clip(c_nodes[some], lo, hi)
+    offsets = np.arange(-HINT_WINDOW, HINT_WINDOW + 1)
+    c_window = (centre[:, None] + offsets).ravel()
+    t_window = np.repeat(t_nodes, len(offsets))
+    inside = (c_window >= np.repeat(lo, len(offsets))) & (c_window <= np.repeat(hi, len(offsets)))
+    return t_window[inside], c_window[inside]
+
+
 def _scale(d_max: float, n_nodes: int) -> float:
     """The largest cost multiplier OR-Tools admits, with head-room (module docstring)."""
     largest_cost = _INT64_MAX // (2 * (n_nodes + 1)) // 16
-    return largest_cost / max(d_max, 1e-300)
+    return largest_cost / max(d_max, 1e-200)      # all costs 0: any finite scale
 
 
 def _union(t_a, c_a, t_b, c_b):
@@ -219,7 +309,8 @@ def _union(t_a, c_a, t_b, c_b):
     t = np.concatenate([t_a, np.asarray(t_b, dtype=np.int64)])
     c = np.concatenate([c_a, np.asarray(c_b, dtype=np.int64)])
     width = int(c.max(initial=0)) + 1
-    keys = np.unique(t * width + c)
+    keys = np.sort(t * width + c)
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
     return keys // width, keys % width
 
 
@@ -409,12 +500,85 @@ def _above(cost_a, node_a, cost_b, node_b):
     return cost_a > cost_b or (cost_a == cost_b and node_a > node_b)
 
 
+def _may_price_below(graph: Graph, scale: float, potential: np.ndarray, t_cand, c_cand, threshold) -> np.ndarray:
+    """The treated nodes that may have a pair left out whose reduced cost is below ``threshold``
+    (costs on the distance alone; all nodes otherwise).
+
+    A pair's integer cost round(scale |d_t - d_c|) is within one unit of round(scale d_c) -
+    round(scale d_t) (control to the right) or its negative (to the left) while scale |d| < 2**49,
+    so the least reduced cost over a run of sorted controls is known within a unit from one
+    range-minimum query on round(scale d_c) - p_c or -round(scale d_c) - p_c: the check costs
+    O(candidates) per treated node instead of O(admissible pairs). The nodes it cannot rule out
+    are priced pair by pair (:func:`_price`), which keeps the certificate exact."""
+    n_t = len(graph.treated)
+    if graph.features is not None or scale * np.abs(graph.distance[np.r_[graph.treated, graph.control]]).max() >= 2**49:
+        return np.ones(n_t, dtype=np.bool_)
+    d_treated = np.rint(graph.distance[graph.treated] * scale).astype(np.int64)
+    d_control = np.rint(graph.distance[graph.control] * scale).astype(np.int64)
+    c_potential = potential[n_t:n_t + len(graph.control)]
+    estimate = _least_reduced_estimate(graph.lo, graph.hi, graph.position, d_treated, potential[:n_t],
+                                       _range_minima(d_control - c_potential), _range_minima(-d_control - c_potential),
+                                       t_cand, c_cand)
+    return estimate < threshold + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _range_minima(values):
+    """Sparse table: row k holds the minimum of values[j..j + 2**k - 1]."""
+    n = len(values)
+    levels = 1
+    while (1 << levels) <= n:
+        levels += 1
+    table = np.empty((levels, n), dtype=np.int64)
+    table[0] = values
+    for k in range(1, levels):
+        half = 1 << (k - 1)
+        for j in range(n - (1 << k) + 1):
+            table[k, j] = min(table[k - 1, j], table[k - 1, j + half])
+    return table
+
+
+@numba.njit(cache=True, nogil=True)
+def _range_min(table, a, b):
+    """min(values[a..b]) for a <= b."""
+    k = 0
+    while (1 << (k + 1)) <= b - a + 1:
+        k += 1
+    return min(table[k, a], table[k, b - (1 << k) + 1])
+
+
+@numba.njit(cache=True, nogil=True)
+def _least_reduced_estimate(lo, hi, position, d_treated, t_potential, right_table, left_table, t_cand, c_cand):
+    """Per treated node, the least of (d_c - d_t) + p_t - p_c over the controls of its run at or
+    after its position and (d_t - d_c) + p_t - p_c before it, over the controls that are not
+    candidates (the gaps between its sorted candidates)."""
+    n_t = len(lo)
+    estimate = np.full(n_t, np.iinfo(np.int64).max)
+    r = 0
+    for i in range(n_t):
+        start = lo[i]
+        while True:
+            at_candidate = r < len(t_cand) and t_cand[r] == i
+            end = c_cand[r] - 1 if at_candidate else hi[i]
+            if start <= end:
+                split = min(max(position[i], start), end + 1)
+                if start < split:
+                    estimate[i] = min(estimate[i], _range_min(left_table, start, split - 1) + d_treated[i] + t_potential[i])
+                if split <= end:
+                    estimate[i] = min(estimate[i], _range_min(right_table, split, end) - d_treated[i] + t_potential[i])
+            if not at_candidate:
+                break
+            start = c_cand[r] + 1
+            r += 1
+    return estimate
+
+
 @numba.njit(cache=True, nogil=True)
 def _price(lo, hi, treated, control, distance, features, use_features, scale, potential, t_cand, c_cand,
-           per_treated, threshold):
+           per_treated, threshold, scanned):
     """Admissible pairs left out whose reduced cost is below ``threshold`` (at most ``per_treated``
-    of the smallest per treated node), and the smallest reduced cost of any pair left out.
-    Candidates are sorted by treated node, so each node's are a run."""
+    of the smallest per treated node), and the smallest reduced cost of any pair left out, over
+    the ``scanned`` treated nodes. Candidates are sorted by treated node, so each node's are a run."""
     n_t = len(lo)
     t_out = np.empty(n_t * per_treated, dtype=np.int64)
     c_out = np.empty(n_t * per_treated, dtype=np.int64)
@@ -430,7 +594,7 @@ def _price(lo, hi, treated, control, distance, features, use_features, scale, po
             marked[c_cand[r]] = True
             r += 1
         size = 0
-        for j in range(lo[i], hi[i] + 1):
+        for j in range(lo[i], hi[i] + 1 if scanned[i] else lo[i]):
             if marked[j]:
                 continue
             cost = np.int64(np.rint(_cost(treated[i], control[j], distance, features, use_features) * scale))

@@ -31,6 +31,12 @@ from pipeline.design.matching.common import (NO_MATCH, MatchingMethod, MatchResu
 from pipeline.design.matching.flow import Graph, Network, Solution, admissible_pairs, most_pairs, solve
 
 
+THINNED_ABOVE = 1000
+"""Problems with more treated patients than this start from the optimum of a thinned problem."""
+THINNING = 4
+"""The thinned problem keeps every THINNING-th treated patient and control."""
+
+
 def match(distance: np.ndarray, treated: np.ndarray, exact: np.ndarray | None, discarded: np.ndarray,
           matching: Matching, seed: int, features: np.ndarray | None = None) -> MatchResult:
     """The registry's entry point (the seed is not used: the optimum does not depend on it)."""
@@ -59,26 +65,43 @@ def match_optimal(distance: np.ndarray, treated: np.ndarray, *, ratio: int = 1, 
     distance, treated, exact, discarded = validated_inputs(distance, treated, exact, discarded)
     caliper_raw = caliper_in_distance_units(distance, discarded, caliper, std_caliper)
     graph = admissible_pairs(distance, treated, discarded, exact, caliper_raw, features)
-    solution = _most_treated_then_least_distance(graph)
-    if ratio > 1 and len(solution.t_nodes):
-        solution = _up_to_k_controls(graph, solution, int(ratio))
+    solution = _optimum(graph, int(ratio))[-1]
     mm = _match_matrix(graph, solution, treated, int(ratio))
     result = match_result(mm, treated, discarded, distance, replace=False, caliper_raw=caliper_raw)
     return dataclasses.replace(result, details={"total_distance": solution.total,
                                                 "total_distance_tolerance": solution.tolerance})
 
 
-def _most_treated_then_least_distance(graph: Graph) -> Solution:
+def _optimum(graph: Graph, ratio: int) -> tuple[Solution, Solution]:
+    """The solutions of steps 1-2 and of step 3 (the same with ratio 1)."""
+    hints = _hints(graph, ratio)
+    first = _most_treated_then_least_distance(graph, hints[0])
+    if ratio == 1 or not len(first.t_nodes):
+        return first, first
+    return first, _up_to_k_controls(graph, first, ratio, hints[1])
+
+
+def _hints(graph: Graph, ratio: int) -> tuple:
+    """Predicted pairs of both steps from the optimum of the thinned problem (pipeline.design.
+    matching.flow.Graph.thinned), which starts the solver near the optimum of a large problem on
+    the distance; pricing still certifies it. None for small problems and Mahalanobis distances."""
+    if graph.features is not None or len(graph.treated) < THINNED_ABOVE:
+        return None, None
+    thinned, *kept = graph.thinned(THINNING)
+    return tuple(graph.predicted_pairs(THINNING, kept, solution) for solution in _optimum(thinned, ratio))
+
+
+def _most_treated_then_least_distance(graph: Graph, hint=None) -> Solution:
     """Steps 1-2: the 1:1 match with the most pairs, of smallest total distance."""
     n_t, n_c = len(graph.treated), len(graph.control)
     feasible = most_pairs(graph.lo, graph.hi, np.ones(n_t), n_c)
     supply = np.zeros(n_t + n_c + 2, dtype=np.int64)
     supply[-2], supply[-1] = len(feasible[0]), -len(feasible[0])
     return solve(Network(graph, np.ones(n_t, dtype=np.int64), np.ones(n_c, dtype=np.int64), supply,
-                         required=feasible))
+                         required=feasible, hint=hint))
 
 
-def _up_to_k_controls(graph: Graph, first: Solution, ratio: int) -> Solution:
+def _up_to_k_controls(graph: Graph, first: Solution, ratio: int, hint=None) -> Solution:
     """Step 3: the matched treated patients keep one control each (their unit of supply) and may
     take ratio - 1 more from the source; the flow is the largest possible. A largest flow that
     keeps every one of them matched exists (augmenting paths from the 1:1 match never unmatch a
@@ -93,8 +116,11 @@ def _up_to_k_controls(graph: Graph, first: Solution, ratio: int) -> Solution:
     supply[-2], supply[-1] = n_pairs - n_t, -n_pairs
     required = (np.concatenate([np.searchsorted(covered, first.t_nodes), largest[0]]),
                 np.concatenate([first.c_nodes, largest[1]]))
+    if hint is not None:
+        on_covered = np.isin(hint[0], covered)
+        hint = (np.searchsorted(covered, hint[0][on_covered]), hint[1][on_covered])
     second = solve(Network(sub, np.full(n_t, ratio - 1, dtype=np.int64), np.ones(n_c, dtype=np.int64), supply,
-                           required=required))
+                           required=required, hint=hint))
     return dataclasses.replace(second, t_nodes=covered[second.t_nodes])
 
 
