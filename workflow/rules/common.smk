@@ -113,9 +113,15 @@ ANALYSIS_FILES = [
 ]
 
 
-def final_outputs():
+def site_outputs():
+    """The site-internal tier: patient-level files and exact aggregates (results/manifest.json)."""
     registry = expand("results/registry/{name}", name=["harmonized.parquet", "quarantine.csv", "ingest_summary.json"])
     per_analysis = expand("results/{analysis}/{name}", analysis=ANALYSES, name=ANALYSIS_FILES)
     index = ["results/report.html", "results/forest.csv", "results/interaction.csv", "results/manifest.json",
              *DESIGN_FOREST.values()]
     return registry + per_analysis + index
+
+
+def final_outputs():
+    """Both tiers: the site-internal results and what a site sends (results/shareable/, shareable.smk)."""
+    return site_outputs() + ["results/shareable/manifest.json"]
