@@ -60,19 +60,26 @@ def is_marker(value) -> bool:
     return isinstance(value, str) and (value == SUPPRESSED or re.fullmatch(r"<[0-9]+", value) is not None)
 
 
-def rounded(value, rounding: int | None):
-    """A count rounded half up to a multiple of ``rounding`` (None: as it is); a weighted count stays
-    a float."""
+def rounded(value, rounding: int | None, min_cell: int = 1):
+    """A count rounded half up to a multiple of ``rounding`` (None: as it is), and never to below
+    ``min_cell`` (a shown count of at least min_cell patients stays at least min_cell: with min_cell
+    7 and rounding 5, 7 is shown as 10); a weighted count stays a float."""
     if rounding is None or value is None or is_suppressed(value):
         return value
     multiple = math.floor(value / rounding + 0.5) * rounding
+    if value > 0 and multiple < min_cell:
+        multiple = math.ceil(min_cell / rounding) * rounding
     return multiple if isinstance(value, (int, np.integer)) else float(multiple)
 
 
 def sum_counts(*values):
-    """The sum of disclosed counts; suppressed when any is."""
+    """The sum of disclosed counts: suppressed when a count is, except that a suppressed count plus
+    zeros is that count ("<5")."""
     marked = [v for v in values if is_suppressed(v)]
-    return SUPPRESSED if marked else sum(values)
+    shown = sum(v for v in values if not is_suppressed(v))
+    if not marked:
+        return shown
+    return marked[0] if len(marked) == 1 and shown == 0 else SUPPRESSED
 
 
 # --- the linear system of counts ---------------------------------------------------------------------
@@ -260,7 +267,9 @@ class _Study:
         if not _estimable(matching):
             return {}
         s = self.system
-        key = lambda field_: s.add(("matching", name, field_), matching.get(field_, 0), pinned="matched" in field_)  # noqa: E731
+        def key(field_):
+            return s.add(("matching", name, field_), matching.get(field_, 0), pinned="matched" in field_)
+
         matched = {"treated": key("n_treated_matched"), "control": key("n_controls_matched")}
         trimmed = {arm: key(f"n_trimmed_{arm}") for arm in ARMS}
         treated = [matched["treated"], key("n_treated_unmatched"), key("n_discarded_treated"), trimmed["treated"]]
@@ -382,7 +391,10 @@ class _Shown:
     def count(self, key, value):
         if key in self.markers:
             return self.markers[key]
-        return rounded(value, self.policy.rounding)
+        return self.round(value)
+
+    def round(self, value):
+        return rounded(value, self.policy.rounding, self.policy.min_cell)
 
     def is_small(self, value) -> bool:
         return value is not None and 0 < value < self.policy.min_cell
@@ -443,8 +455,7 @@ def _disclose_analysis(name: str, results: dict, shown: _Shown) -> dict:
         _disclose_shares(diagnostics, attrition, shown)
     if _estimable(out["propensity"]) and "n_score_0_or_1" in out["propensity"]:
         n = out["propensity"]["n_score_0_or_1"]
-        out["propensity"]["n_score_0_or_1"] = small(shown.policy.min_cell) if shown.is_small(n) else rounded(
-            n, shown.policy.rounding)
+        out["propensity"]["n_score_0_or_1"] = small(shown.policy.min_cell) if shown.is_small(n) else shown.round(n)
     return out
 
 
@@ -473,7 +484,7 @@ def _weighted(value, shown_count, shown: _Shown):
         return None
     if is_suppressed(shown_count):
         return shown_count
-    return rounded(value, shown.policy.rounding)
+    return rounded(value, shown.policy.rounding, shown.policy.min_cell)
 
 
 ARM_STATISTICS = ("median", "median_lower", "median_upper", "rmst", "rmst_se", "last_followup")
@@ -532,7 +543,8 @@ def _small_table1_cells(name: str, table1, shown: _Shown) -> dict:
             bad = bool(row.suppressed)
         else:
             hidden = system.cells.get(keys[2])
-            bad = any(k in shown.markers for k in keys) or (hidden is not None and hidden.is_small(shown.policy.min_cell))
+            small_implied = hidden is not None and hidden.is_small(shown.policy.min_cell)
+            bad = small_implied or any(k in shown.markers for k in keys)
         out[row.variable, row.level, row.stage] = out.get((row.variable, row.level, row.stage), False) or bad
     return out
 
@@ -542,7 +554,7 @@ def _disclose_table1(name: str, table1, shown: _Shown):
     counts rounded, percentages from the shown counts; SMDs beside a suppressed cell suppressed."""
     if table1 is None or "variable" not in table1:
         return table1
-    study, rounding = shown.study, shown.policy.rounding
+    study = shown.study
     small_cells = _small_table1_cells(name, table1, shown)
     out = table1.copy().astype({c: object for c in ("units", "value", "spread", "low", "high", "percent", "smd",
                                                      "suppressed")})
@@ -558,9 +570,9 @@ def _disclose_table1(name: str, table1, shown: _Shown):
             out.iat[i, out.columns.get_loc("suppressed")] = marker or small(shown.policy.min_cell)
         else:
             out.iat[i, out.columns.get_loc("suppressed")] = ""
-            out.iat[i, out.columns.get_loc("units")] = rounded(int(row.units), rounding)
+            out.iat[i, out.columns.get_loc("units")] = shown.round(int(row.units))
             if row.statistic in ("n", "n_percent"):
-                out.iat[i, out.columns.get_loc("value")] = rounded(float(row.value), rounding)
+                out.iat[i, out.columns.get_loc("value")] = shown.round(float(row.value))
             if row.statistic == "n_percent":
                 out.iat[i, out.columns.get_loc("percent")] = _percent(name, row, shown)
         if row.variable != "n" and small_cells.get((row.variable, row.level, row.stage)):
@@ -577,8 +589,8 @@ def _percent(name: str, row, shown: _Shown):
         return SUPPRESSED
     if shown.policy.rounding is None or math.isnan(row.percent):
         return row.percent
-    denominator = rounded(row.value * 100 / row.percent, shown.policy.rounding) if row.percent else None
-    return 100 * rounded(float(row.value), shown.policy.rounding) / denominator if denominator else row.percent
+    denominator = shown.round(row.value * 100 / row.percent) if row.percent else None
+    return 100 * shown.round(float(row.value)) / denominator if denominator else row.percent
 
 
 BALANCE_STAGE_COLUMNS = {"before": ("smd_before", "var_ratio_before", "ecdf_mean_before", "ecdf_max_before"),
@@ -601,14 +613,15 @@ def _disclose_balance(balance, summary: dict, small_cells: dict):
     Table 1 cells are (in either arm)."""
     if balance is None or "variable" not in balance or not _estimable(summary):
         return balance, summary
-    out = balance.astype({c: object for cols in BALANCE_STAGE_COLUMNS.values() for c in cols})
+    stages = {stage: [c for c in columns if c in balance] for stage, columns in BALANCE_STAGE_COLUMNS.items()}
+    out = balance.astype({c: object for columns in stages.values() for c in columns})
     hidden_after = set()
     for i, column in enumerate(balance["variable"]):
         variable, level = _table1_row_of(column)
-        for stage, columns in BALANCE_STAGE_COLUMNS.items():
+        for stage, columns in stages.items():
             flagged = small_cells.get((variable, level, stage)) or small_cells.get((variable, "1", stage))
             if flagged:
-                out.iloc[i, out.columns.get_indexer(list(columns))] = SUPPRESSED
+                out.iloc[i, out.columns.get_indexer(columns)] = SUPPRESSED
                 if stage == "after":
                     hidden_after.add(column)
     summary = copy.deepcopy(summary)

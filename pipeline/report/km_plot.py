@@ -104,4 +104,5 @@ def _at_risk(curve, t, min_cell, weighted, rounding) -> str:
         return "0"
     if rows < min_cell:
         return f"<{min_cell}"
-    return f"{rounded(float(weight), rounding):.1f}" if weighted else str(rounded(int(rows), rounding))
+    return (f"{rounded(float(weight), rounding, min_cell):.1f}" if weighted
+            else str(rounded(int(rows), rounding, min_cell)))

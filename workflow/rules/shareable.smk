@@ -106,8 +106,8 @@ rule shareable_index:
 
 
 def shareable_files():
-    per_analysis = expand(f"{SHARED}/{{analysis}}/{{name}}", analysis=ANALYSES,
-                          name=["report.html", "table1.csv", "balance.csv", "km.png", "love_plot.png", "ps_overlap.png"])
+    names = ["report.html", "table1.csv", "balance.csv", "km.png", "love_plot.png", "ps_overlap.png"]
+    per_analysis = expand(f"{SHARED}/{{analysis}}/{{name}}", analysis=ANALYSES, name=names)
     index = [f"{SHARED}/{name}" for name in ("report.html", "forest.csv", "interaction.csv", "forest.png")]
     return per_analysis + index + list(SHAREABLE_DESIGN_FOREST.values())
 
