@@ -103,14 +103,13 @@ class CountSystem:
     cells: dict = field(default_factory=dict)
     relations: list = field(default_factory=list)
 
-    def add(self, key, value, *, hidden: bool = False, pinned: bool = False, derived: bool = False,
-            small: bool = False):
-        """A cell; ``pinned`` cells (shown elsewhere too, e.g. the numbers at risk at time 0) are
-        suppressed for another cell's sake last, ``derived`` ones (a denominator only percentages
-        reveal) first. A key added again keeps its first value."""
+    def add(self, key, value, *, hidden: bool = False, pinned: bool = False, small: bool = False):
+        """A cell; ``pinned`` cells (shown elsewhere too: the numbers at risk at time 0) are suppressed
+        for another cell's sake last; ``small``: known to be small without its value. A key added
+        again keeps its first value."""
         if key not in self.cells:
             value = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-            cost = 0.0 if derived else (value or 0.0) + (1e12 if pinned else 0.0)
+            cost = (value or 0.0) + (1e12 if pinned else 0.0)
             self.cells[key] = _Cell(value, hidden, cost, len(self.cells), small)
         return key
 
@@ -128,6 +127,10 @@ class CountSystem:
         unknown = {k for k, c in self.cells.items() if (c.hidden and c.value != 0) or c.is_small(min_cell)}
         protected = {k for k, c in self.cells.items() if c.is_small(min_cell)}
         secondary: set = set()
+        self._holding = {key: [] for key in self.cells}       # per cell, the relations holding it
+        for members in self.relations:
+            for key in members:
+                self._holding[key].append(members)
         while True:
             exposed = self._exposed(unknown, protected)
             if not exposed:
@@ -156,9 +159,9 @@ class CountSystem:
         if alone:
             return alone
         rows = [members for members in self.relations if any(k in unknown for k in members)]
-        columns = sorted({k for members in rows for k in members if k in unknown}, key=self._order)
         if not rows:
             return []
+        columns = sorted({k for members in rows for k in members if k in unknown}, key=self._order)
         index = {k: i for i, k in enumerate(columns)}
         matrix = np.zeros((len(rows), len(columns)))
         for r, members in enumerate(rows):
@@ -172,7 +175,7 @@ class CountSystem:
         """The shown cell to suppress with ``key``: of the relations holding it, the one with the fewest
         unknown cells; there the cell whose suppression leaves the fewest other relations with it as
         their only unknown, then non-zero before zero, then the cheapest."""
-        relations = sorted((m for m in self.relations if key in m), key=lambda m: sum(k in unknown for k in m))
+        relations = sorted(self._holding[key], key=lambda m: sum(k in unknown for k in m))
         for members in relations:
             shown = [k for k in members if k not in unknown and not self.cells[k].hidden]
             if shown:
@@ -183,17 +186,6 @@ class CountSystem:
     def _alone_after(self, key, unknown: set) -> int:
         """Relations in which ``key`` would be the only unknown cell."""
         return sum(all(k == key or k not in unknown for k in members) for members in self._holding[key])
-
-    @property
-    def _holding(self) -> dict:
-        """Per cell, the relations holding it."""
-        if len(self.__dict__.get("_index", ())) != len(self.cells):
-            index = {key: [] for key in self.cells}
-            for members in self.relations:
-                for key in members:
-                    index[key].append(members)
-            self.__dict__["_index"] = index
-        return self.__dict__["_index"]
 
 
 # --- the study's results as shared ----------------------------------------------------------------------
@@ -554,29 +546,31 @@ def _disclose_table1(name: str, table1, shown: _Shown):
     counts rounded, percentages from the shown counts; SMDs beside a suppressed cell suppressed."""
     if table1 is None or "variable" not in table1:
         return table1
-    study = shown.study
     small_cells = _small_table1_cells(name, table1, shown)
-    out = table1.copy().astype({c: object for c in ("units", "value", "spread", "low", "high", "percent", "smd",
-                                                     "suppressed")})
-    for i, row in enumerate(table1.itertuples(index=False)):
-        key = study.table1_key(name, row.stage, row.variable, row.level, row.statistic, row.arm)
-        marker = shown.markers.get(key)
-        continuous = row.statistic in ("mean_sd", "median_iqr")
-        if continuous and marker == SUPPRESSED:     # only its number of patients would tell
-            out.iat[i, out.columns.get_loc("units")] = None
-            out.iat[i, out.columns.get_loc("suppressed")] = ""
-        elif marker is not None or row.suppressed:
-            out.iloc[i, out.columns.get_indexer(["units", "value", "spread", "low", "high", "percent"])] = None
-            out.iat[i, out.columns.get_loc("suppressed")] = marker or small(shown.policy.min_cell)
-        else:
-            out.iat[i, out.columns.get_loc("suppressed")] = ""
-            out.iat[i, out.columns.get_loc("units")] = shown.round(int(row.units))
-            if row.statistic in ("n", "n_percent"):
-                out.iat[i, out.columns.get_loc("value")] = shown.round(float(row.value))
-            if row.statistic == "n_percent":
-                out.iat[i, out.columns.get_loc("percent")] = _percent(name, row, shown)
-        if row.variable != "n" and small_cells.get((row.variable, row.level, row.stage)):
-            out.iat[i, out.columns.get_loc("smd")] = SUPPRESSED
+    rows = [_disclose_table1_row(name, row, shown, small_cells) for row in table1.itertuples(index=False)]
+    return pd.DataFrame(rows, columns=table1.columns)
+
+
+NUMBERS = ("units", "value", "spread", "low", "high", "percent")
+
+
+def _disclose_table1_row(name: str, row, shown: _Shown, small_cells: dict) -> dict:
+    out = row._asdict()
+    marker = shown.markers.get(shown.study.table1_key(name, row.stage, row.variable, row.level, row.statistic,
+                                                      row.arm))
+    out["suppressed"] = ""
+    if row.statistic in ("mean_sd", "median_iqr") and marker == SUPPRESSED:    # only its patients' number would tell
+        out["units"] = None
+    elif marker is not None or row.suppressed:
+        out.update(dict.fromkeys(NUMBERS), suppressed=marker or small(shown.policy.min_cell))
+    else:
+        out["units"] = shown.round(int(row.units))
+        if row.statistic in ("n", "n_percent"):
+            out["value"] = shown.round(float(row.value))
+        if row.statistic == "n_percent":
+            out["percent"] = _percent(name, row, shown)
+    if row.variable != "n" and small_cells.get((row.variable, row.level, row.stage)):
+        out["smd"] = SUPPRESSED
     return out
 
 
