@@ -246,8 +246,10 @@ class _Study:
             after = s.add(_step_key(attrition, i, "after"), step["after"])
             excluded = s.add(_step_key(attrition, i, "excluded"), step["excluded"])
             s.relate(previous, [after, excluded])
-            for variable, n in step.get("missing_by_variable", {}).items():
-                s.add(_step_key(attrition, i, "missing", variable), n)
+            missing = [s.add(_step_key(attrition, i, "missing", variable), n)
+                       for variable, n in step.get("missing_by_variable", {}).items()]
+            if len(missing) == 1:       # one variable missing: its count is the step's
+                s.relate(excluded, missing)
             previous = after
         arms = {arm: s.add((cohort, "arm", arm), attrition[f"n_{arm}"]) for arm in ARMS}
         s.relate(previous, list(arms.values()))
