@@ -20,6 +20,7 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/imputation.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/federated.smk"
+include: "workflow/rules/shareable.smk"
 
 
 rule all:

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pipeline.report.manifest import build_manifest, compare, main
+from pipeline.report.manifest import build_manifest, compare, main, write_shareable_manifest
 
 
 @pytest.fixture
@@ -79,3 +79,62 @@ def test_not_estimable_analysis_gives_its_flags_not_its_placeholder_table(result
     assert numbers["sub__narrow/matching/estimable"] is False and numbers["sub__narrow/survival/estimable"] is False
     assert not [key for key in numbers if key.startswith("sub__narrow/balance")]
     assert numbers["sub/balance/age/smd_after"] == 0.05
+
+
+@pytest.fixture
+def shareable(tmp_path):
+    """A shareable tier as rule shareable_manifest reads it: the disclosed registry and analysis, and
+    one shareable file."""
+    disclosure, shared = tmp_path / "disclosure", tmp_path / "shareable"
+    disclosure.mkdir()
+    (shared / "sub").mkdir(parents=True)
+    (disclosure / "registry.json").write_text(json.dumps(
+        {"centers": {"a": {"rows_read": 10, "accepted": "suppressed", "quarantined": "<5"}}}))
+    (disclosure / "sub.json").write_text(json.dumps({
+        "attrition": {"estimable": True, "n_treated": "<5", "n_control": 40},
+        "matching": {"estimable": True, "n_treated_matched": "<5"},
+        "survival": {"estimable": True, "treated": {"n": "<5", "median": "suppressed",
+                                                    "survival_at_ci": {"12": ["suppressed", "suppressed"]}},
+                     "hr": 0.8},
+        "balance": [{"variable": "age", "smd_before": "suppressed", "smd_after": 0.05, "flag": ""}]}))
+    (shared / "sub/table1.csv").write_text("variable,suppressed\nn,<5\n")
+    return disclosure, shared
+
+
+def write_shareable(shareable, output):
+    disclosure, shared = shareable
+    write_shareable_manifest(disclosure / "registry.json", [disclosure / "sub.json"], shared,
+                             [shared / "sub/table1.csv"], output)
+    return output
+
+
+def test_shareable_manifest_keeps_the_markers_under_the_exact_keys(shareable, tmp_path):
+    manifest = json.loads(write_shareable(shareable, tmp_path / "m.json").read_text())
+    numbers = manifest["numbers"]
+    assert numbers["registry/centers/a/quarantined"] == "<5" and numbers["registry/centers/a/rows_read"] == 10
+    assert numbers["sub/cohort/n_treated"] == "<5" and numbers["sub/survival/treated/median"] == "suppressed"
+    assert numbers["sub/survival/treated/survival_at_ci/12/1"] == "suppressed"
+    assert numbers["sub/balance/age/smd_before"] == "suppressed" and numbers["sub/balance/age/smd_after"] == 0.05
+    assert list(manifest["files"]) == ["sub/table1.csv"]
+
+
+def test_a_suppressed_number_agrees_only_with_a_suppressed_one(shareable, tmp_path, capsys):
+    reference = write_shareable(shareable, tmp_path / "reference.json")
+    site = json.loads(reference.read_text())
+    assert compare(json.loads(reference.read_text()), site) == []
+    site["numbers"]["sub/cohort/n_treated"] = 3
+    site["numbers"]["sub/survival/hr"] = "suppressed"
+    site["numbers"]["registry/centers/a/quarantined"] = "suppressed"
+    (tmp_path / "site.json").write_text(json.dumps(site))
+    assert main(["compare", str(reference), str(tmp_path / "site.json"), "--numbers-only"]) == 1
+    out = capsys.readouterr().out
+    assert "sub/cohort/n_treated: <5 -> 3 (suppressed on one side only)" in out
+    assert "sub/survival/hr: 0.8 -> suppressed (suppressed on one side only)" in out
+    assert "registry/centers/a/quarantined: <5 -> suppressed\n" in out
+    assert "3 difference(s)" in out
+
+
+def test_a_shareable_folder_compares_by_its_manifest(shareable, tmp_path):
+    disclosure, shared = shareable
+    write_shareable(shareable, shared / "manifest.json")
+    assert main(["compare", str(shared), str(shared / "manifest.json")]) == 0

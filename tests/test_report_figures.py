@@ -1,5 +1,6 @@
 """The report's figures: natural time ticks, censoring marks, weighted numbers at risk, labels drawn
-literally (a `$` is text, not mathtext), subgroup level names, byte-reproducible PNGs."""
+literally (a `$` is text, not mathtext), subgroup level names, byte-reproducible PNGs, and the shareable
+forms (a small arm's curve and small bins left out, numbers at risk rounded)."""
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -71,6 +72,33 @@ def test_km_weighted_numbers_at_risk_with_suppression():
     assert f"{0.5 * (~TREATED).sum():.1f}" in drawn       # IAT at time 0: 30 patients of weight 0.5
     assert "<5" in drawn                                  # the tail rests on fewer than 5 patients
     plt.close(fig)
+
+
+def test_shareable_km_plot_hides_a_small_arm_and_rounds_the_numbers_at_risk():
+    small = TREATED & (np.arange(N) < 6)                  # 3 treated patients
+    curves = {"treated": KaplanMeier.fit(TIME[small], EVENT[small], np.ones(3), "log-log"),
+              "control": km_curves()["control"]}
+    fig = km(curves, min_cell=5, rounding=5, shareable=True)
+    drawn = texts(fig)
+    assert "resection (fewer than 5 patients: not shown)" in drawn
+    curve_lines = [line for line in fig.axes[0].lines if len(line.get_xdata())]
+    assert curve_lines and all(line.get_color() != fig.axes[0].get_legend().legend_handles[0].get_color()
+                               for line in curve_lines)
+    at_risk = [t.get_text() for t in fig.axes[1].texts if t.get_text().isdigit()]
+    assert "30" in at_risk and all(int(t) % 5 == 0 and int(t) not in range(1, 5) for t in at_risk)
+    plt.close(fig)
+
+
+def test_shareable_overlap_plot_leaves_out_bins_of_few_patients(tmp_path):
+    ps = np.r_[np.full(6, 0.31), np.full(2, 0.71), np.full(8, 0.52)]     # bins of 6 and 2 treated, 8 controls
+    treated = np.r_[np.ones(8, bool), np.zeros(8, bool)]
+    labels = {"treated": "resection", "control": "IAT"}
+    bars = {min_cell: [p.get_height() for p in overlap_plot(ps, treated, np.ones(16), tmp_path / "o.png", labels,
+                                                            min_cell=min_cell).axes[0].patches if p.get_height()]
+            for min_cell in (None, 5)}
+    assert sorted(bars[None]) == pytest.approx([-1.0, 0.25, 0.75])
+    assert sorted(bars[5]) == pytest.approx([-1.0, 0.75])
+    plt.close("all")
 
 
 def test_km_bands_are_optional():

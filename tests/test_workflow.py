@@ -159,6 +159,8 @@ def test_same_inputs_give_byte_identical_results(demo, tmp_path):
     first, second = build_manifest(demo), build_manifest(study / "results")
     assert len(first["files"]) > 50
     assert compare(first, second) == []  # every file, byte for byte (the report's timestamp excepted)
+    shared = [json.loads((results / "shareable/manifest.json").read_text()) for results in (demo, study / "results")]
+    assert len(shared[0]["files"]) > 50 and compare(*shared) == []     # and so the shareable tier
 
 
 def test_snakemake_report_bundle(demo):

@@ -283,6 +283,7 @@ class Analysis(Settings):
 class Report(Settings):
     min_cell: int
     relevant_hr: float
+    rounding: int | None = None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pipeline.config.settings import Variable
 from pipeline.design.balance import SMD_THRESHOLD, VARIANCE_RATIO_BOUNDS
-from pipeline.report.formatting import column_label, count, is_estimable, number
+from pipeline.report.disclosure import sum_counts
+from pipeline.report.formatting import column_label, count, is_estimable, is_suppressed, number, signed
 
 TREATED_LOSS_THRESHOLD = 0.05
 """Share of the treated patients left out of the matched sample (no control within the caliper, or
@@ -29,33 +30,40 @@ def treated_lost(matching: dict | None, cohort: dict | None) -> tuple[int, int] 
     when the design stage was not estimable. ``cohort``: cohort.json, which holds the arms' sizes."""
     if not is_estimable(matching):
         return None
-    lost = matching["n_treated_unmatched"] + matching["n_discarded_treated"] + matching.get("n_trimmed_treated", 0)
+    lost = sum_counts(matching["n_treated_unmatched"], matching["n_discarded_treated"],
+                      matching.get("n_trimmed_treated", 0))
     return lost, cohort["n_treated"]
 
 
 def treated_lost_share(matching: dict | None, cohort: dict | None) -> float | None:
+    """None also where a count is suppressed (the shareable tier)."""
     lost = treated_lost(matching, cohort)
-    return None if lost is None or lost[1] == 0 else lost[0] / lost[1]
+    if lost is None or any(map(is_suppressed, lost)) or lost[1] == 0:
+        return None
+    return lost[0] / lost[1]
 
 
 def estimand_moved(matching: dict | None, cohort: dict | None) -> bool:
     """A matching design left out more than TREATED_LOSS_THRESHOLD of the treated patients (a
-    weighting design names its own estimand and the patients it excludes)."""
+    weighting design names its own estimand and the patients it excludes). The shareable tier's
+    matching.json carries the answer from the exact counts."""
     if is_weighting(matching):
         return False
+    if is_estimable(matching) and "estimand_moved" in matching:
+        return matching["estimand_moved"]
     share = treated_lost_share(matching, cohort)
     return share is not None and share > TREATED_LOSS_THRESHOLD
 
 
 def estimand_sentence(matching: dict, cohort: dict, treated_label: str, min_cell: int, short: bool = False) -> str:
     """Why the estimate describes the matched population rather than all treated patients."""
-    lost, total = treated_lost(matching, cohort)
-    shown = count(lost, min_cell)
-    share = "" if shown.startswith("<") else f"{100 * lost / total:.0f}% of "
+    lost, treated = treated_lost(matching, cohort)
+    shown, lost_share = count(lost, min_cell), treated_lost_share(matching, cohort)
+    share = "" if shown.startswith("<") or lost_share is None else f"{100 * lost_share:.0f}% of "
     if short:
-        return (f"{share}{treated_label} patients not matched ({shown} of {count(total, min_cell)}): the estimate "
+        return (f"{share}{treated_label} patients not matched ({shown} of {count(treated, min_cell)}): the estimate "
                 "describes the matched population, not the ATT.")
-    return (f"{share}{treated_label} patients ({shown} of {count(total, min_cell)}) are not in the matched "
+    return (f"{share}{treated_label} patients ({shown} of {count(treated, min_cell)}) are not in the matched "
             f"sample (no control within the caliper, or outside common support): more than "
             f"{TREATED_LOSS_THRESHOLD:.0%}, so the estimate describes the matched population, not the "
             f"average treatment effect in the treated (ATT).")
@@ -63,7 +71,7 @@ def estimand_sentence(matching: dict, cohort: dict, treated_label: str, min_cell
 
 def trimming_sentence(matching: dict | None, labels: dict, min_cell: int, short: bool = False) -> str | None:
     """What trimming by the propensity score left out of a weighting design (None: nobody)."""
-    if not is_weighting(matching) or matching["n_trimmed_treated"] + matching["n_trimmed_control"] == 0:
+    if not is_weighting(matching) or sum_counts(matching["n_trimmed_treated"], matching["n_trimmed_control"]) == 0:
         return None
     trimmed = (f"{count(matching['n_trimmed_treated'], min_cell)} {labels['treated']} and "
                f"{count(matching['n_trimmed_control'], min_cell)} {labels['control']} patients trimmed")
@@ -80,12 +88,15 @@ def balance_failed(balance_summary: dict | None) -> list[dict]:
 
 
 def _smd_failed(column: dict) -> bool:
-    return column["smd_after"] is not None and abs(column["smd_after"]) >= SMD_THRESHOLD
+    """(A suppressed column is listed here, with its marker.)"""
+    smd = column["smd_after"]
+    return smd is not None and (is_suppressed(smd) or abs(smd) >= SMD_THRESHOLD)
 
 
 def _ratio_failed(column: dict) -> bool:
     low, high = VARIANCE_RATIO_BOUNDS
-    return column["var_ratio_after"] is not None and not low <= column["var_ratio_after"] <= high
+    ratio = column["var_ratio_after"]
+    return ratio is not None and not is_suppressed(ratio) and not low <= ratio <= high
 
 
 def balance_sentences(failed: list[dict], n_columns: int, design: str) -> list[str]:
@@ -94,7 +105,7 @@ def balance_sentences(failed: list[dict], n_columns: int, design: str) -> list[s
     sentences = []
     smd = [c for c in failed if _smd_failed(c)]
     if smd:
-        listed = ", ".join(f"{c['variable']} ({c['smd_after']:+.3f})" for c in smd)
+        listed = ", ".join(f"{c['variable']} ({signed(c['smd_after'])})" for c in smd)
         sentences.append(f"Balance not achieved: after {design}, {len(smd)} of {n_columns} covariates have an "
                          f"absolute standardized mean difference of {SMD_THRESHOLD:g} or more: {listed}.")
     ratio = [c for c in failed if _ratio_failed(c)]

@@ -46,13 +46,18 @@ def love_plot(balance: pd.DataFrame, path, variables: dict[str, Variable], desig
     return fig
 
 
-def _mirrored_histogram(ax, ps: np.ndarray, treated: np.ndarray, w: np.ndarray, labels: dict[str, str]) -> None:
-    """Share of each arm's (weighted) patients per ps bin: treated upwards, control downwards."""
+def _mirrored_histogram(ax, ps: np.ndarray, treated: np.ndarray, w: np.ndarray, labels: dict[str, str],
+                        min_cell: int | None) -> None:
+    """Share of each arm's (weighted) patients per ps bin: treated upwards, control downwards;
+    with ``min_cell``, bins of 1 to min_cell - 1 patients are left empty."""
     widths = np.diff(_BINS)
     for arm, sign, label in ((treated, 1.0, labels["treated"]), (~treated, -1.0, labels["control"])):
         counts, _ = np.histogram(ps[arm], bins=_BINS, weights=w[arm])
         total = counts.sum()
         share = counts / total if total > 0 else counts
+        if min_cell is not None:
+            patients, _ = np.histogram(ps[arm & (w > 0)], bins=_BINS)
+            share = np.where(patients < min_cell, 0.0, share)
         color = _COLORS["treated"] if sign > 0 else _COLORS["control"]
         ax.bar(_BINS[:-1], sign * share, width=widths, align="edge", color=color, alpha=0.75,
                edgecolor="white", linewidth=0.3, label=label)
@@ -62,12 +67,14 @@ def _mirrored_histogram(ax, ps: np.ndarray, treated: np.ndarray, w: np.ndarray, 
 
 
 def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path, labels: dict[str, str],
-                 design: str = "matching") -> Figure:
+                 design: str = "matching", min_cell: int | None = None) -> Figure:
     """Mirrored histograms of the propensity score by arm, before (all patients) and after matching or
     weighting (the analysis's ``design``; weighted); ``labels``: the arms' display names, {"treated": ...,
     "control": ...}.
 
-    Bars are shares of the arm rather than counts, so no small cell count is shown.
+    Bars are shares of the arm rather than counts; with ``min_cell`` (the shareable figure), a bin
+    of fewer than min_cell patients is not drawn, since its share times the arm's size would give
+    its count.
     """
     ps = np.asarray(ps, dtype=float)
     treated = np.asarray(treated).astype(bool)
@@ -76,13 +83,15 @@ def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path,
         fig = Figure(figsize=(9, 3.8))
         axes = fig.subplots(1, 2, sharey=True)
         for ax, w, title in ((axes[0], np.ones(len(ps)), f"Before {design}"), (axes[1], weights, f"After {design}")):
-            _mirrored_histogram(ax, ps, treated, w, labels)
+            _mirrored_histogram(ax, ps, treated, w, labels, min_cell)
             ax.set_title(title)
         axes[0].set_ylabel(f"Share of arm ({labels['treated']} up, {labels['control']} down)")
         limit = max(abs(v) for v in axes[0].get_ylim() + axes[1].get_ylim())
         axes[0].set_ylim(-limit, limit)
         axes[0].yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{abs(v):.2f}"))
         axes[1].legend(loc="upper right", fontsize="small")
+        if min_cell is not None:
+            fig.text(0.01, 0.01, f"Bins of fewer than {min_cell} patients are not drawn.", fontsize=7, color="#555555")
         fig.tight_layout()
         save_png(fig, path, _DPI)
     return fig

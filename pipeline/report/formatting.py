@@ -5,6 +5,7 @@ import math
 
 from pipeline.config.settings import Treatment, Variable
 from pipeline.design.propensity.design_matrix import MISSING_SUFFIX
+from pipeline.report.disclosure import is_suppressed   # a number the shareable tier does not show: passed on
 
 ARMS = ("treated", "control")
 TEST_NAMES = {"logrank": "log-rank", "robust_score": "robust score test",   # as in "log-rank p = 0.78"
@@ -19,6 +20,8 @@ def count(n, min_cell: int) -> str:
     """A count, or "<min_cell" when it is small enough to identify patients (0 is shown)."""
     if n is None:
         return "–"
+    if is_suppressed(n):
+        return n
     n = int(n)
     return f"<{min_cell}" if 0 < n < min_cell else str(n)
 
@@ -27,18 +30,34 @@ def weighted_count(value, rows, min_cell: int) -> str:
     """A weighted count to one decimal; "<min_cell" when it rests on 1 to min_cell - 1 rows."""
     if value is None or rows is None:
         return "–"
+    if is_suppressed(value) or is_suppressed(rows):
+        return value if is_suppressed(value) else rows
     return f"<{min_cell}" if 0 < rows < min_cell else f"{value:.1f}"
 
 
 def number(x, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "NR"
+    if is_suppressed(x):
+        return x
     return f"{x:.{digits}f}"
 
 
 def time_value(t) -> str:
     """A time point as a reader writes it: 60, 48.2."""
+    if is_suppressed(t):
+        return t
     return f"{t:.0f}" if float(t).is_integer() else f"{t:.1f}"
+
+
+def percent(share, digits: int = 1) -> str:
+    """A share as a percentage without the sign: '61.6'."""
+    return number(share if share is None or is_suppressed(share) else 100 * share, digits)
+
+
+def signed(x, digits: int = 3) -> str:
+    """'+0.143', '-0.168'."""
+    return x if is_suppressed(x) else f"{x:+.{digits}f}"
 
 
 def p_value(p) -> str:
@@ -55,7 +74,7 @@ def p_clause(p) -> str:
 
 def ci_range(lower, upper, digits: int = 1) -> str:
     """'10.1–15.0'; with a negative bound '-2.0 to 7.4' (a dash would read as a minus sign)."""
-    negative = any(b is not None and b < 0 for b in (lower, upper))
+    negative = any(isinstance(b, (int, float)) and b < 0 for b in (lower, upper))
     return f"{number(lower, digits)}{' to ' if negative else '–'}{number(upper, digits)}"
 
 
@@ -65,6 +84,8 @@ def estimate_ci(est, lower, upper, digits: int = 1) -> str:
 
 
 def arm_median(arm: dict, time_unit: str) -> str:
+    if is_suppressed(arm["median"]):
+        return f"{arm['median']} (fewer patients than may be shown)"
     ci = ci_range(arm["median_lower"], arm["median_upper"])
     if arm["median"] is None:
         return f"not reached (95% CI {ci})"
@@ -103,8 +124,11 @@ def hr_cluster(survival: dict) -> str:
 
 def landmark_both_arms(survival: dict):
     """The last landmark (key) at which both arms' survival is estimable, or None."""
+    def shown(value):
+        return value is not None and not is_suppressed(value)
+
     both = [k for k, v in survival["treated"]["survival_at"].items()
-            if v is not None and survival["control"]["survival_at"][k] is not None]
+            if shown(v) and shown(survival["control"]["survival_at"][k])]
     return max(both, key=float, default=None)
 
 
@@ -129,7 +153,7 @@ def headline(survival: dict, labels: dict, endpoint: str) -> str:
     unit = survival["time_unit"]
     clauses = [f"Median {endpoint}: {labels['treated']} {arm_median(survival['treated'], unit)} vs "
                f"{labels['control']} {arm_median(survival['control'], unit)}"]
-    if survival["treated"]["median"] is None or survival["control"]["median"] is None:
+    if any(survival[arm]["median"] is None or is_suppressed(survival[arm]["median"]) for arm in ARMS):
         clauses += restricted_clauses(survival, labels)
     return "; ".join(clauses + [test_clause(survival), hr_clause(survival)])
 

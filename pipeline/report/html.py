@@ -25,9 +25,11 @@ from pipeline.outcome.survival import TAU_RULE
 from pipeline.report.checks import (TREATED_LOSS_THRESHOLD, adjustment, balance_failed, balance_sentences,
                                     estimand_moved, estimand_sentence, review_flags, trimming_sentence, underpowered)
 from pipeline.report.design_forest import conclusion
+from pipeline.report.disclosure import sum_counts
 from pipeline.report.formatting import (CLUSTER_PLURAL, arm_labels, column_label, count, estimate_ci, headline,
-                                        hr_cluster, is_estimable, median_difference_text, not_estimable_text,
-                                        number, p_value, time_value, variable_label, weighted_count)
+                                        hr_cluster, is_estimable, is_suppressed, median_difference_text,
+                                        not_estimable_text, number, p_value, percent, time_value, variable_label,
+                                        weighted_count)
 from pipeline.report.imputation import imputation_methods, imputation_section
 from pipeline.report.table1 import table1_display
 
@@ -130,7 +132,7 @@ def flow_items(ingest: dict, attrition: dict, matching: dict, labels: dict, min_
                           f"{labels['control']} {c(attrition['n_control'])}")
     if not is_estimable(matching):
         return items + [{"kind": "arrow"}, {"kind": "stop", "text": not_estimable_text(matching)}]
-    discarded = matching["n_discarded_treated"] + matching["n_discarded_control"]
+    discarded = sum_counts(matching["n_discarded_treated"], matching["n_discarded_control"])
     if discarded:
         items.append({"kind": "excl", "text": f"{c(discarded)} outside common support (discarded)"})
     if adjustment(matching) == "weighting":
@@ -171,7 +173,10 @@ def balance_display(balance: pd.DataFrame, variables: dict[str, Variable]) -> pd
 
 def weights_not_unit(survival: dict) -> bool:
     """Some matching weight is not 1: the arms' weighted events or effective sample size differ
-    from their row counts."""
+    from their row counts (the shareable tier, whose counts may be suppressed, says so itself)."""
+    if "weights_not_unit" in survival:
+        return survival["weights_not_unit"]
+
     def differs(arm: dict, weighted: str, rows: str) -> bool:
         return abs(arm[weighted] - arm[rows]) > 1e-9
 
@@ -208,12 +213,14 @@ def _landmark_formatter(landmark: str):
         value, ci = arm["survival_at"][landmark], arm["survival_at_ci"][landmark]
         if value is None:
             return "beyond follow-up"
-        return f"{100 * value:.1f}% ({_pct(ci[0])}–{_pct(ci[1])})"
+        if is_suppressed(value):
+            return value
+        return f"{percent(value)}% ({_pct(ci[0])}–{_pct(ci[1])})"
     return fmt
 
 
 def _pct(x) -> str:
-    return "NR" if x is None else f"{100 * x:.1f}"
+    return "NR" if x is None else percent(x)
 
 
 WEIGHTS_WHY = {"matching": "matching with replacement or a varying number of controls per treated patient",
@@ -285,8 +292,8 @@ def evalue_text(survival: dict) -> str:
 def overlap_text(propensity: dict, balance_summary: dict, design: str) -> str:
     before, after = propensity["diagnostics_before"], balance_summary["diagnostics_after"]
     return (f"c-statistic of the propensity model {number(before['c_statistic'], 3)}; share of patients in "
-            f"equipoise (preference score 0.3–0.7, Walker 2013) {number(100 * before['equipoise_share'], 1)}% "
-            f"before and {number(100 * after['equipoise_share'], 1)}% after {design}.")
+            f"equipoise (preference score 0.3–0.7, Walker 2013) {percent(before['equipoise_share'])}% "
+            f"before and {percent(after['equipoise_share'])}% after {design}.")
 
 
 SMD_DENOMINATORS = {
@@ -379,10 +386,11 @@ def power_text(survival: dict, min_cell: int, relevant_hr: float) -> str:
     power = survival["power"]
     if power["mdrr"] is None:
         return ""
-    events = count(survival["treated"]["events"] + survival["control"]["events"], min_cell)
+    events = count(sum_counts(survival["treated"]["events"], survival["control"]["events"]), min_cell)
+    mdrr = power["mdrr"]
+    inverse = "" if is_suppressed(mdrr) else f" (or {number(1 / mdrr, 2)})"
     text = (f"Minimum detectable hazard ratio at {power['power']:.0%} power (two-sided alpha "
-            f"{power['alpha']}, {events} events): "
-            f"{number(power['mdrr'], 2)} (or {number(1 / power['mdrr'], 2)}).")
+            f"{power['alpha']}, {events} events): {number(mdrr, 2)}{inverse}.")
     if underpowered(survival):
         text += (f" This matched sample could not reliably detect a clinically relevant hazard ratio of "
                  f"{relevant_hr} (or {number(1 / relevant_hr, 2)}): the non-significant result "

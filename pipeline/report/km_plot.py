@@ -9,6 +9,7 @@ import numpy as np  # noqa: E402
 
 from pipeline.report.figures import figure_style, save_png  # noqa: E402
 from pipeline.outcome.km import KaplanMeier  # noqa: E402
+from pipeline.report.disclosure import rounded  # noqa: E402
 
 _COLORS = ("#1f77b4", "#d62728")
 MAX_INTERVALS = 8
@@ -23,7 +24,8 @@ two, five and ten years), the smallest one giving at most MAX_INTERVALS interval
 
 
 def plot_km(curves: dict[str, KaplanMeier], *, endpoint: str, labels: dict[str, str] | None = None,
-            time_unit="months", min_cell=5, path=None, bands=False):
+            time_unit="months", min_cell=5, path=None, bands=False, rounding: int | None = None,
+            shareable: bool = False):
     """Draw the fitted curves ({arm: KaplanMeier}, treated first); save a byte-reproducible PNG
     when ``path`` is given.
 
@@ -39,11 +41,15 @@ def plot_km(curves: dict[str, KaplanMeier], *, endpoint: str, labels: dict[str, 
         fig, (ax, table) = plt.subplots(2, 1, figsize=(7, 5.2), sharex=True,
                                         gridspec_kw={"height_ratios": [4, 1]})
         for color, (arm, curve) in zip(_COLORS, curves.items()):
+            if shareable and curve.n < min_cell:
+                ax.plot([], [], color=color, label=f"{labels[arm]} (fewer than {min_cell} patients: not shown)")
+                continue
             _draw_curve(ax, curve, color, labels[arm], bands)
         ax.set_ylim(0, 1.02)
         ax.set_ylabel(f"{endpoint[:1].upper()}{endpoint[1:]} probability")
         ax.legend(loc="upper right", frameon=False)
-        _risk_table(table, [(labels[arm], curve) for arm, curve in curves.items()], ticks, min_cell, weighted)
+        _risk_table(table, [(labels[arm], curve) for arm, curve in curves.items()], ticks, min_cell, weighted,
+                    rounding)
         table.set_xlabel(f"Time ({time_unit})")
         table.set_xticks(ticks)
         table.set_xlim(-0.02 * t_max, 1.03 * t_max)
@@ -77,7 +83,7 @@ def _draw_curve(ax, curve, color, label, bands):
         ax.plot([0, median, median], [0.5, 0.5, 0], color=color, linestyle=":", linewidth=1)
 
 
-def _risk_table(ax, rows, ticks, min_cell, weighted):
+def _risk_table(ax, rows, ticks, min_cell, weighted, rounding):
     """The numbers at risk of each (label, curve) at the ticks, the first curve on top."""
     ax.set_ylim(-0.5, len(rows) - 0.5)
     ax.set_yticks(range(len(rows)))
@@ -88,14 +94,15 @@ def _risk_table(ax, rows, ticks, min_cell, weighted):
     ax.set_title("Number at risk (weighted)" if weighted else "Number at risk", fontsize=9, loc="left")
     for row, (_, curve) in enumerate(rows[::-1]):
         for t in ticks:
-            ax.text(t, row, _at_risk(curve, t, min_cell, weighted), ha="center", va="center", fontsize=8)
+            ax.text(t, row, _at_risk(curve, t, min_cell, weighted, rounding), ha="center", va="center", fontsize=8)
 
 
-def _at_risk(curve, t, min_cell, weighted) -> str:
+def _at_risk(curve, t, min_cell, weighted, rounding) -> str:
     """Patients (or their weight) still at risk at t; suppressed when 1 to min_cell - 1 patients."""
     rows, weight = curve.at_risk(t)
     if rows == 0:
         return "0"
     if rows < min_cell:
         return f"<{min_cell}"
-    return f"{weight:.1f}" if weighted else str(rows)
+    return (f"{rounded(float(weight), rounding, min_cell):.1f}" if weighted
+            else str(rounded(int(rows), rounding, min_cell)))

@@ -9,7 +9,12 @@
 - CI compares the demo's manifest with the committed golden record (numbers only):
       python -m pipeline.report.manifest compare tests/golden/manifest.json results/manifest.json --numbers-only
 
-Differences are printed as `quantity: old -> new`, one per line.
+- a site checks its shareable results (results/shareable/manifest.json: the numbers as shared, a
+  suppressed one as its marker "<5" or "suppressed") against the reference site's:
+      python -m pipeline.report.manifest compare reference/shareable/manifest.json results/shareable/manifest.json
+
+Differences are printed as `quantity: old -> new`, one per line; a number suppressed on both sides
+agrees, one suppressed on one side only is a difference.
 """
 from __future__ import annotations
 
@@ -23,11 +28,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.io import read_result_csv
+from pipeline.io import read_json, read_result_csv
 from pipeline.provenance import sha256_file
+from pipeline.report.disclosure import is_marker
 
 TIMESTAMP = re.compile(rb'(<p class="muted" id="run-timestamp">)[^<]*(</p>)')
-SKIPPED_DIRS = {"logs", "benchmarks"}
+SKIPPED_DIRS = {"logs", "benchmarks", "shareable", "disclosure"}   # the shareable tier has its own manifest
 
 
 def result_files(results: Path) -> list[Path]:
@@ -42,33 +48,50 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(TIMESTAMP.sub(rb"\1\2", path.read_bytes())).hexdigest()
 
 
+def _is_number(value) -> bool:
+    """A published number: a number, null, or (in the shareable tier) a suppressed one's marker."""
+    return isinstance(value, (int, float)) or value is None or is_marker(value)
+
+
 def flatten(value, prefix: str, out: dict) -> dict:
     if isinstance(value, dict):
         for key, item in value.items():
             flatten(item, f"{prefix}/{key}", out)
-    elif isinstance(value, list) and all(isinstance(v, (int, float, type(None))) for v in value):
+    elif isinstance(value, list) and all(map(_is_number, value)):
         for i, item in enumerate(value):
             out[f"{prefix}/{i}"] = item
-    elif isinstance(value, (int, float)) or value is None:
+    elif _is_number(value):
         out[prefix] = value
     return out
 
 
 def analysis_numbers(folder: Path) -> dict:
     name = folder.name
-    numbers: dict = {}
-    for stem in ("cohort", "matching", "survival"):
-        path = folder / f"{stem}.json"
-        if path.exists():
-            flatten(json.loads(path.read_text()), f"{name}/{stem}", numbers)
+    results = {stem: json.loads((folder / f"{stem}.json").read_text())
+               for stem in ("cohort", "matching", "survival") if (folder / f"{stem}.json").exists()}
     balance = folder / "balance.csv"
     table = read_result_csv(balance) if balance.exists() else None
-    if table is not None and "estimable" not in table:     # not a not-estimable placeholder
-        for row in table.to_dict("records"):
+    return published_numbers(name, results, None if table is None else table.to_dict("records"))
+
+
+def published_numbers(name: str, results: dict, balance: list[dict] | None) -> dict:
+    """An analysis's numbers: ``results`` {cohort, matching, survival} (the JSON results), ``balance``
+    the balance table's rows (None: no table)."""
+    numbers: dict = {}
+    for stem, result in results.items():
+        flatten(result, f"{name}/{stem}", numbers)
+    if balance and "estimable" not in balance[0]:     # not a not-estimable placeholder
+        for row in balance:
             for column, value in row.items():
                 if column not in ("variable", "flag"):
-                    numbers[f"{name}/balance/{row['variable']}/{column}"] = None if pd.isna(value) else float(value)
+                    numbers[f"{name}/balance/{row['variable']}/{column}"] = _balance_number(value)
     return numbers
+
+
+def _balance_number(value):
+    if is_marker(value):
+        return value
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def build_manifest(results: Path, files: list[Path] | None = None) -> dict:
@@ -86,10 +109,36 @@ def write_manifest(results: Path, output: Path, files: list[Path] | None = None)
     output.write_text(json.dumps(build_manifest(results, files), indent=1, sort_keys=True) + "\n")
 
 
+def build_shareable_manifest(registry: Path, disclosed: list[Path], shareable: Path, files: list[Path]) -> dict:
+    """The shareable tier's manifest: the disclosed numbers (results/disclosure/: the registry
+    summary and one file per analysis, as pipeline.report.disclosure made them) under the exact
+    manifest's keys, and the hashes of the shareable files (relative to ``shareable``)."""
+    numbers = flatten(read_json(registry), "registry", {})
+    for path in sorted(map(Path, disclosed)):
+        bundle = read_json(path)
+        results = {"cohort": bundle["attrition"], "matching": bundle["matching"], "survival": bundle["survival"]}
+        numbers.update(published_numbers(path.stem, results, bundle["balance"]))
+    digests = {str(Path(p).relative_to(shareable)): file_digest(Path(p)) for p in sorted(map(Path, files))}
+    return {"files": digests, "numbers": numbers}
+
+
+def write_shareable_manifest(registry: Path, disclosed: list[Path], shareable: Path, files: list[Path],
+                             output: Path) -> None:
+    manifest = build_shareable_manifest(registry, disclosed, shareable, files)
+    Path(output).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
 def _same(old, new, rtol: float) -> bool:
-    if old is None or new is None or isinstance(old, bool) or isinstance(new, bool):
+    if old is None or new is None or isinstance(old, (bool, str)) or isinstance(new, (bool, str)):
         return old == new
     return math.isclose(old, new, rel_tol=rtol, abs_tol=0.0)
+
+
+def _difference(key: str, old, new) -> str:
+    line = f"{key}: {old} -> {new}"
+    if is_marker(old) != is_marker(new):
+        line += " (suppressed on one side only)"
+    return line
 
 
 def compare(old: dict, new: dict, *, rtol: float = 0.0, numbers_only: bool = False) -> list[str]:
@@ -101,7 +150,7 @@ def compare(old: dict, new: dict, *, rtol: float = 0.0, numbers_only: bool = Fal
         elif key not in old["numbers"]:
             lines.append(f"{key}: (missing) -> {new['numbers'][key]}")
         elif not _same(old["numbers"][key], new["numbers"][key], rtol):
-            lines.append(f"{key}: {old['numbers'][key]} -> {new['numbers'][key]}")
+            lines.append(_difference(key, old["numbers"][key], new["numbers"][key]))
     if not numbers_only:
         for name in sorted(old["files"].keys() | new["files"].keys()):
             a, b = old["files"].get(name), new["files"].get(name)
@@ -113,6 +162,8 @@ def compare(old: dict, new: dict, *, rtol: float = 0.0, numbers_only: bool = Fal
 
 def _load(path: Path) -> dict:
     path = Path(path)
+    if path.is_dir() and not (path / "registry").is_dir():     # a shareable folder: its manifest
+        path = path / "manifest.json"
     if path.is_dir():
         return build_manifest(path)
     return json.loads(path.read_text())

@@ -10,7 +10,7 @@ import pandas as pd
 
 from pipeline.config.settings import Variable
 from pipeline.io import read_result_csv
-from pipeline.report.formatting import ARMS, variable_label
+from pipeline.report.formatting import ARMS, is_suppressed, variable_label
 
 STAGES = ("before", "after")
 TEXT_COLUMNS = ("variable", "level", "statistic", "arm", "stage")
@@ -42,13 +42,16 @@ def table1_display(table1: pd.DataFrame, labels: dict[str, str], variables: dict
 
 
 def cell_text(cell, min_cell: int) -> str:
-    """One arm's cell at one stage; ``cell`` a row of table1.csv."""
+    """One arm's cell at one stage; ``cell`` a row of table1.csv (or of its shareable form, whose
+    ``suppressed`` holds the marker and whose percentage may be suppressed)."""
     if cell.suppressed:
-        return f"<{min_cell}"
+        return cell.suppressed if is_suppressed(cell.suppressed) else f"<{min_cell}"
     if cell.statistic == "n":
         return _count(cell.value)
     if cell.statistic == "n_percent":
-        return _count(cell.value) if math.isnan(cell.percent) else f"{_count(cell.value)} ({cell.percent:.1f}%)"
+        if is_suppressed(cell.percent) or pd.isna(cell.percent):
+            return _count(cell.value)
+        return f"{_count(cell.value)} ({cell.percent:.1f}%)"
     if math.isnan(cell.value):    # no patient with a value: shown as too few to show
         return f"<{min_cell}"
     if cell.statistic == "mean_sd":
@@ -63,6 +66,8 @@ def _count(value: float) -> str:
 
 def smd_text(smd: float) -> str:
     """The SMD to 3 decimals, without trailing zeros ("0.05", "-0.123"); empty when undefined."""
-    if math.isnan(smd):
+    if is_suppressed(smd):
+        return smd
+    if pd.isna(smd):
         return ""
     return str(float(np.round(smd, 3)) + 0.0)    # + 0.0: no "-0.0"

@@ -146,6 +146,7 @@ rule balance:
                          labels={"analysis": "{analysis}", "figure": "Love plot"}),
         overlap_plot=report("results/{analysis}/ps_overlap.png", category="Balance", subcategory="{analysis}",
                             labels={"analysis": "{analysis}", "figure": "propensity-score overlap"}),
+        shareable_overlap_plot="results/shareable/{analysis}/ps_overlap.png",
     params:
         covariates=analysis_setting("covariates"),
         missing=analysis_setting("missing"),
@@ -207,11 +208,13 @@ rule survival:
         survival="results/{analysis}/survival.json",
         km_plot=report("results/{analysis}/km.png", category="Survival", subcategory="{analysis}",
                        labels={"analysis": "{analysis}", "figure": "Kaplan-Meier"}),
+        shareable_km_plot="results/shareable/{analysis}/km.png",
     params:
         survival=analysis_setting("survival"),
         seed=STUDY.seed,
         time_unit=STUDY.time_unit,
         min_cell=STUDY.report.min_cell,
+        rounding=STUDY.report.rounding,
         relevant_hr=STUDY.report.relevant_hr,
         arm_labels=arm_labels,
         endpoint=STUDY.outcome.name,

@@ -148,7 +148,8 @@ ANALYSIS_FILES = [
 ]
 
 
-def final_outputs():
+def site_outputs():
+    """The site-internal tier: patient-level files and exact aggregates (results/manifest.json)."""
     registry = expand("results/registry/{name}", name=["harmonized.parquet", "quarantine.csv", "ingest_summary.json"])
     per_analysis = expand("results/{analysis}/{name}", analysis=ANALYSES, name=ANALYSIS_FILES)
     index = ["results/report.html", "results/forest.csv", "results/interaction.csv", "results/manifest.json",
@@ -156,3 +157,8 @@ def final_outputs():
     federated = [f"results/federated/{name}.json" for name in STUDY.federated.analyses]
     pooled = [f"results/federated/pooled/{name}/report.html" for name in STUDY.federated.pool]
     return registry + per_analysis + index + federated + pooled
+
+
+def final_outputs():
+    """Both tiers: the site-internal results and what a site sends (results/shareable/, shareable.smk)."""
+    return site_outputs() + ["results/shareable/manifest.json"]

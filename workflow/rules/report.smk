@@ -74,7 +74,7 @@ rule index_report:
 rule manifest:
     """SHA-256 of every result file and every published number, for comparing sites and runs."""
     input:
-        [f for f in final_outputs() if f != "results/manifest.json"],
+        [f for f in site_outputs() if f != "results/manifest.json"],
     output:
         "results/manifest.json",
     log:

@@ -1,4 +1,4 @@
-"""Rule balance: covariate balance, Table 1 and the design plots."""
+"""Rule balance: covariate balance, Table 1 and the design plots (the overlap plot also in its shareable form)."""
 from pipeline.jobserver import delegate
 
 delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
@@ -20,8 +20,10 @@ def main(smk):
     write_csv(table1, smk.output.table1)
     write_json(summary, smk.output.summary)
     love_plot(balance, smk.output.love_plot, variables, smk.params.design)
-    overlap_plot(scores["ps"].to_numpy(), cohort["treated"].to_numpy(bool), matching_weights(cohort, matched),
-                 smk.output.overlap_plot, smk.params.arm_labels, smk.params.design)
+    arms = (scores["ps"].to_numpy(), cohort["treated"].to_numpy(bool), matching_weights(cohort, matched))
+    overlap_plot(*arms, smk.output.overlap_plot, smk.params.arm_labels, smk.params.design)
+    overlap_plot(*arms, smk.output.shareable_overlap_plot, smk.params.arm_labels, smk.params.design,
+                 min_cell=smk.params.min_cell)
 
 
 run_script(main, snakemake)  # noqa: F821

@@ -1,5 +1,6 @@
-"""Rule index_report: results/report.html (every analysis with its headline), the forest plot and its tables,
-and the design forest plot and its table when an analysis varies its design."""
+"""Rules index_report and shareable_index (from the disclosed results): results/report.html (every analysis
+with its headline), the forest plot and its tables, and the design forest plot and its table when an analysis
+varies its design."""
 from pipeline.jobserver import delegate
 
 delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
@@ -15,16 +16,25 @@ from pipeline.report.formatting import arm_labels
 from pipeline.report.html import design_section, render_index
 
 
+ENTRY_RESULTS = ("survival", "attrition", "matching", "balance_summary")
+
+
+def exact_entries(smk, analyses: dict) -> list[dict]:
+    return [{"name": name, **{key: read_json(smk.input[key][i]) for key in ENTRY_RESULTS}}
+            for i, name in enumerate(analyses)]
+
+
+def shareable_entries(smk, analyses: dict) -> list[dict]:
+    """The analyses' disclosed results (rule shareable_index)."""
+    bundles = [read_json(path) for path in smk.input.disclosed]
+    return [{"name": name, **{key: bundle[key] for key in ENTRY_RESULTS}} for name, bundle in zip(analyses, bundles)]
+
+
 def main(smk):
     context = ReportContext.from_dict(smk.params.context)
     analyses = {name: {**a, "treatment": Treatment.from_dict(a["treatment"])}
                 for name, a in smk.params.analyses.items()}
-    files = zip(analyses, smk.input.survival, smk.input.attrition, smk.input.matching, smk.input.balance_summary)
-    entries = [
-        {"name": name, "survival": read_json(survival), "attrition": read_json(attrition),
-         "matching": read_json(matching), "balance_summary": read_json(balance_summary)}
-        for name, survival, attrition, matching, balance_summary in files
-    ]
+    entries = shareable_entries(smk, analyses) if "disclosed" in smk.input.keys() else exact_entries(smk, analyses)
     min_cell = context.report.min_cell
     rows = forest_rows(analyses, entries, context.variables)
     interactions = interaction_tests(rows)

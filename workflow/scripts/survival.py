@@ -1,4 +1,5 @@
-"""Rule survival: the survival comparison in the matched or weighted sample and the KM figure of its curves."""
+"""Rule survival: the survival comparison in the matched or weighted sample and the KM figure of its curves
+(and the figure's shareable form)."""
 from pipeline.jobserver import delegate
 
 delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
@@ -25,6 +26,11 @@ def main(smk):
                      time_unit=smk.params.time_unit, min_cell=smk.params.min_cell, path=smk.output.km_plot,
                      bands=survival.km_bands)
     plt.close(figure)
+    shareable = plot_km(curves, endpoint=smk.params.endpoint, labels=smk.params.arm_labels,
+                        time_unit=smk.params.time_unit, min_cell=smk.params.min_cell,
+                        path=smk.output.shareable_km_plot, bands=survival.km_bands, rounding=smk.params.rounding,
+                        shareable=True)
+    plt.close(shareable)
 
 
 run_script(main, snakemake)  # noqa: F821
