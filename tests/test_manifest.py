@@ -138,3 +138,17 @@ def test_a_shareable_folder_compares_by_its_manifest(shareable, tmp_path):
     disclosure, shared = shareable
     write_shareable(shareable, shared / "manifest.json")
     assert main(["compare", str(shared), str(shared / "manifest.json")]) == 0
+
+
+@pytest.mark.parametrize("content", [None, "{not json", b"\xff\xfe"])
+def test_compare_names_a_missing_or_unreadable_manifest_without_a_traceback(tmp_path, capsys, content):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"numbers": {}, "files": {}}))
+    bad = tmp_path / "bad.json"
+    if isinstance(content, str):
+        bad.write_text(content)
+    elif content is not None:
+        bad.write_bytes(content)
+    assert main(["compare", str(good), str(bad)]) == 2
+    error = capsys.readouterr().err
+    assert str(bad) in error and "Traceback" not in error

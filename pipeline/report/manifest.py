@@ -160,13 +160,20 @@ def compare(old: dict, new: dict, *, rtol: float = 0.0, numbers_only: bool = Fal
     return lines
 
 
+class ManifestError(Exception):
+    """A file given to compare that is not a manifest (missing, unreadable, not JSON)."""
+
+
 def _load(path: Path) -> dict:
     path = Path(path)
     if path.is_dir() and not (path / "registry").is_dir():     # a shareable folder: its manifest
         path = path / "manifest.json"
     if path.is_dir():
         return build_manifest(path)
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestError(f"{path}: not a readable manifest ({error})") from None
 
 
 def main(argv=None) -> int:
@@ -185,7 +192,11 @@ def main(argv=None) -> int:
     if args.command == "write":
         write_manifest(args.results, args.output or args.results / "manifest.json")
         return 0
-    differences = compare(_load(args.old), _load(args.new), rtol=args.rtol, numbers_only=args.numbers_only)
+    try:
+        differences = compare(_load(args.old), _load(args.new), rtol=args.rtol, numbers_only=args.numbers_only)
+    except ManifestError as error:
+        print(f"manifest: {error}", file=sys.stderr)
+        return 2
     if differences:
         print(f"{len(differences)} difference(s) between {args.old} (old) and {args.new} (new):")
         print("\n".join(f"  {line}" for line in differences))

@@ -175,6 +175,7 @@ rule pool_balance:
                          labels={"analysis": "{analysis}", "figure": "Love plot"}),
         overlap_plot=report("results/{analysis}/ps_overlap.png", category="Balance", subcategory="{analysis}",
                             labels={"analysis": "{analysis}", "figure": "propensity-score overlap"}),
+        shareable_overlap_plot="results/shareable/{analysis}/ps_overlap.png",
     wildcard_constraints:
         analysis=IMPUTED_ANALYSES,
     params:
@@ -206,6 +207,7 @@ rule pool_survival:
         survival="results/{analysis}/survival.json",
         km_plot=report("results/{analysis}/km.png", category="Survival", subcategory="{analysis}",
                        labels={"analysis": "{analysis}", "figure": "Kaplan-Meier"}),
+        shareable_km_plot="results/shareable/{analysis}/km.png",
     wildcard_constraints:
         analysis=IMPUTED_ANALYSES,
     params:
@@ -213,6 +215,7 @@ rule pool_survival:
         approach=imputation_setting("approach"),
         time_unit=STUDY.time_unit,
         min_cell=STUDY.report.min_cell,
+        rounding=STUDY.report.rounding,
         relevant_hr=STUDY.report.relevant_hr,
         arm_labels=arm_labels,
         endpoint=STUDY.outcome.name,

@@ -33,6 +33,8 @@ def main(smk):
     love_plot(balance, smk.output.love_plot, variables, smk.params.design)
     overlap_plot(scores["ps"].to_numpy(), treated, weights, smk.output.overlap_plot, smk.params.arm_labels,
                  smk.params.design)
+    overlap_plot(scores["ps"].to_numpy(), treated, weights, smk.output.shareable_overlap_plot, smk.params.arm_labels,
+                 smk.params.design, min_cell=smk.params.min_cell)
 
 
 run_script(main, snakemake, propagate=False)  # noqa: F821 (pools the estimable imputations)

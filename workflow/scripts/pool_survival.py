@@ -26,6 +26,10 @@ def main(smk):
                      time_unit=smk.params.time_unit, min_cell=smk.params.min_cell, path=smk.output.km_plot,
                      bands=False)
     plt.close(figure)
+    shareable = plot_km(together, endpoint=smk.params.endpoint, labels=smk.params.arm_labels,
+                        time_unit=smk.params.time_unit, min_cell=smk.params.min_cell,
+                        path=smk.output.shareable_km_plot, bands=False, rounding=smk.params.rounding, shareable=True)
+    plt.close(shareable)
 
 
 run_script(main, snakemake, propagate=False)  # noqa: F821 (pools the estimable imputations)
