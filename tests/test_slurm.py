@@ -66,6 +66,8 @@ def test_workflow_plans_under_the_slurm_profile(tmp_path):
     config["analyses"]["all_patients"]["survival"]["bootstrap_jobs"] = 2   # so that every rule has a job
     imputed = config["analyses"]["imputed_all_patients"]
     config["analyses"]["imputed_across"] = {**imputed, "imputation": {"m": 2, "approach": "across"}}
+    config["federated"] = {"analyses": ["asymptomatic_high_burden"],     # a site bundle, pooled at this site
+                           "pool": {"consortium": ["results/federated/asymptomatic_high_burden.json"]}}
     (study / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     result = snakemake_under_profile(study, "--dry-run")
     assert result.returncode == 0, result.stderr[-4000:]
