@@ -1,5 +1,9 @@
 """Config validation: schema errors and semantic problems come back as one readable ConfigError."""
+import subprocess
+import sys
+
 import pytest
+import yaml
 
 from pipeline.config.settings import Study
 from pipeline.config.validate import (analysis_columns, analysis_problems, expand_analyses, fill_defaults, load_schema,
@@ -167,6 +171,28 @@ def test_method_choices_come_from_the_registries():
     analysis = load_schema()["$defs"]["analysis"]["properties"]
     assert analysis["matching"]["properties"]["method"]["enum"] == list(METHODS)
     assert analysis["propensity"]["properties"]["model"]["enum"] == list(MODELS)
+
+
+def test_every_registered_method_resolves_to_its_kind():
+    from pipeline.design.matching import METHODS
+    from pipeline.design.matching.common import MatchingMethod
+    from pipeline.design.propensity import MODELS
+    from pipeline.design.propensity.common import PropensityModel
+
+    assert all(isinstance(METHODS[name], MatchingMethod) for name in METHODS)
+    assert all(isinstance(MODELS[name], PropensityModel) for name in MODELS)
+    assert "nearest" in METHODS and "mahalanobis" not in METHODS
+
+
+def test_validating_a_config_leaves_the_numerical_libraries_unimported(demo_config):
+    """Snakemake validates the config each time it reads the workflow: the method modules' numba,
+    scipy and ortools would be a second of start-up before any job."""
+    code = ("import sys, yaml; from pipeline.config.validate import prepare_config; "
+            "prepare_config(yaml.safe_load(sys.stdin), sys.argv[1]); "
+            "print(sorted(m for m in ('numba', 'scipy', 'ortools', 'sklearn', 'statsmodels') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(REPO)], input=yaml.safe_dump(demo_config),
+                          capture_output=True, text=True, check=True, cwd=REPO)
+    assert done.stdout.strip() == "[]"
 
 
 # --- a binary treatment column, the centers' own id numbering and outcome forms -----------------

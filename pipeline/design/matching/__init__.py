@@ -3,22 +3,25 @@
 Each method is one module exposing a MatchingMethod (pipeline.design.matching.common): ``match``
 returns the MatchResult every method shares, ``describe`` words the method for the report. Adding
 a method takes that module, one line in METHODS and its tests; the config schema takes its
-``matching.method`` choices from METHODS.
+``matching.method`` choices from METHODS. METHODS imports a method's module when the method is
+first looked up (pipeline.design.registry), so the names cost no import.
 """
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
 from pipeline.config.settings import Matching
-from pipeline.design.matching import full, nearest, optimal
 from pipeline.design.matching.common import MatchingMethod, MatchResult
 from pipeline.design.matching.mahalanobis import mahalanobis_features
+from pipeline.design.registry import LazyRegistry
 
-METHODS: dict[str, MatchingMethod] = {
-    "nearest": nearest.METHOD,
-    "optimal": optimal.METHOD,
-    "full": full.METHOD,
-}
+METHODS: Mapping[str, MatchingMethod] = LazyRegistry(__name__, {
+    "nearest": "nearest.METHOD",
+    "optimal": "optimal.METHOD",
+    "full": "full.METHOD",
+})
 
 
 def match(distance: np.ndarray, treated: np.ndarray, exact: np.ndarray | None, discarded: np.ndarray,
