@@ -43,8 +43,8 @@ def compare_survival(time, event, treated, weight, cluster, *, tau: float | None
                      landmarks: list[float], ci: str, bootstrap: int, seed: int = 0, time_unit: str,
                      cluster_kind: str = "matched set", pair_strata=None, bootstrap_sets=None,
                      bootstrap_replicates=None) -> Comparison:
-    """The comparison of the matched sample: survival.json's content (a JSON-ready dict with
-    CONTRACT.md's keys plus test, score_tests, warnings, conditional_hr, ...) and the arms' curves.
+    """The comparison of the matched sample: survival.json's content (a JSON-ready dict with the keys
+    docs/results.md lists: test, score_tests, warnings, conditional_hr, ...) and the arms' curves.
 
     ``cluster`` is the matched set (without replacement) or the patient (with replacement), as
     ``cluster_kind`` says: the Cox robust variance and the robust score test are clustered on it.
