@@ -168,3 +168,13 @@ def test_km_plot_of_degenerate_data_is_drawn(tmp_path, event):
     fig = km(km_curves(event=event), labels=("treated", "control"), bands=True, path=tmp_path / "km.png")
     assert any(t.startswith("control (median not reached)") for t in texts(fig))
     plt.close(fig)
+
+
+def test_km_figure_without_medians_names_no_median_and_draws_no_median_lines():
+    """An imputed analysis reports the median across imputations, not the drawn curves' medians."""
+    with_medians, without = km(km_curves()), km(km_curves(), medians=False)
+    assert any("median" in text for text in texts(with_medians))
+    assert not any("median" in text for text in texts(without))
+    dotted = [len([line for line in fig.axes[0].get_lines() if line.get_linestyle() == ":"])
+              for fig in (with_medians, without)]
+    assert dotted[0] == 2 and dotted[1] == 0

@@ -25,13 +25,14 @@ two, five and ten years), the smallest one giving at most MAX_INTERVALS interval
 
 def plot_km(curves: dict[str, KaplanMeier], *, endpoint: str, labels: dict[str, str] | None = None,
             time_unit="months", min_cell=5, path=None, bands=False, rounding: int | None = None,
-            shareable: bool = False):
+            shareable: bool = False, medians: bool = True):
     """Draw the fitted curves ({arm: KaplanMeier}, treated first); save a byte-reproducible PNG
     when ``path`` is given.
 
     ``endpoint``: the outcome's name (outcome.name, e.g. "overall survival"); ``labels``: {arm:
     display name} (default: the arm names); ``bands``: draw each curve's confidence band (of the
-    type it was fitted with, survival.ci).
+    type it was fitted with, survival.ci); ``medians``: mark each curve's median (off where the reported
+    medians are not those of the drawn curves, as in an imputed analysis).
     """
     labels = labels or {arm: arm for arm in curves}
     t_max = max(curve.time[-1] for curve in curves.values())
@@ -44,7 +45,7 @@ def plot_km(curves: dict[str, KaplanMeier], *, endpoint: str, labels: dict[str, 
             if shareable and curve.n < min_cell:
                 ax.plot([], [], color=color, label=f"{labels[arm]} (fewer than {min_cell} patients: not shown)")
                 continue
-            _draw_curve(ax, curve, color, labels[arm], bands)
+            _draw_curve(ax, curve, color, labels[arm], bands, medians)
         ax.set_ylim(0, 1.02)
         ax.set_ylabel(f"{endpoint[:1].upper()}{endpoint[1:]} probability")
         ax.legend(loc="upper right", frameon=False)
@@ -68,12 +69,12 @@ def natural_ticks(t_max: float, time_unit: str) -> np.ndarray:
     return np.arange(0.0, t_max + step * 1e-9, step) if t_max > 0 else np.array([0.0])
 
 
-def _draw_curve(ax, curve, color, label, bands):
+def _draw_curve(ax, curve, color, label, bands, medians):
     steps_t = np.concatenate(([0.0], curve.time))
     steps_s = np.concatenate(([1.0], curve.surv))
-    median = curve.median().value
+    median = curve.median().value if medians else None
     shown = "not reached" if median is None else f"{median:.1f}"
-    ax.step(steps_t, steps_s, where="post", color=color, label=f"{label} (median {shown})")
+    ax.step(steps_t, steps_s, where="post", color=color, label=f"{label} (median {shown})" if medians else label)
     if bands:
         ax.fill_between(steps_t, np.concatenate(([1.0], curve.lower)), np.concatenate(([1.0], curve.upper)),
                         step="post", color=color, alpha=0.15, linewidth=0)

@@ -24,11 +24,12 @@ def main(smk):
     together = arm_curves(cohort, average_weights(cohort, [m for m in matched if m is not None]), survival.ci)
     figure = plot_km(together, endpoint=smk.params.endpoint, labels=smk.params.arm_labels,
                      time_unit=smk.params.time_unit, min_cell=smk.params.min_cell, path=smk.output.km_plot,
-                     bands=False)
+                     bands=False, medians=False)
     plt.close(figure)
     shareable = plot_km(together, endpoint=smk.params.endpoint, labels=smk.params.arm_labels,
                         time_unit=smk.params.time_unit, min_cell=smk.params.min_cell,
-                        path=smk.output.shareable_km_plot, bands=False, rounding=smk.params.rounding, shareable=True)
+                        path=smk.output.shareable_km_plot, bands=False, rounding=smk.params.rounding, shareable=True,
+                        medians=False)
     plt.close(shareable)
 
 
