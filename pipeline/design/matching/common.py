@@ -159,6 +159,11 @@ def caliper_phrase(matching: Matching, caliper_raw: float | None) -> str:
     return f"a caliper of {matching.caliper} on the {matching.caliper_scale} scale{raw_width}"
 
 
+def exact_phrase(matching: Matching) -> str:
+    """The exact-matching variables in words (empty when there are none)."""
+    return f", exactly within {', '.join(matching.exact)}" if matching.exact else ""
+
+
 def distance_phrase(matching: Matching) -> str:
     """What the patients were matched on, in words (empty for the propensity score, which the
     caliper sentence already names)."""

@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline.config.settings import Matching
 from pipeline.design.matching.common import (MatchingMethod, MatchResult, caliper_in_distance_units, caliper_phrase,
-                                             distance_phrase, result_from_sets, validated_inputs)
+                                             distance_phrase, exact_phrase, result_from_sets, validated_inputs)
 from pipeline.design.matching.flow import Graph, Infeasible, Network, admissible_pairs, solve
 from pipeline.errors import NotEstimable
 
@@ -53,7 +53,7 @@ def describe(matching: Matching, caliper_raw: float | None) -> str:
     if matching.max_controls is not None:
         bounds.append(f"at most {_ratio_words(_round_up(matching.max_controls))}")
     bounds_text = f" ({' and '.join(bounds)} per treated patient in a set)" if bounds else ""
-    exact = f", exactly within {', '.join(matching.exact)}" if matching.exact else ""
+    exact = exact_phrase(matching)
     return (f"Patients were matched by optimal full matching{distance_phrase(matching)} (every patient with a "
             f"possible match in a set with one treated and one or more controls, or one control and several "
             f"treated patients, at the smallest total distance, as MatchIt's method \"full\"; OR-Tools "

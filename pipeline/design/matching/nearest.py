@@ -28,7 +28,7 @@ import numpy as np
 
 from pipeline.config.settings import Matching
 from pipeline.design.matching.common import (NO_MATCH, MatchingMethod, MatchResult, caliper_in_distance_units,
-                                             distance_phrase, match_result, validated_inputs)
+                                             distance_phrase, exact_phrase, match_result, validated_inputs)
 from pipeline.design.matching.flow import admissible_pairs
 
 
@@ -50,7 +50,7 @@ def describe(matching: Matching, caliper_raw: float | None) -> str:
     else:
         caliper = f"a caliper of {matching.caliper} on the {matching.caliper_scale} scale"
     raw_width = "" if caliper_raw is None else f" (raw width {caliper_raw:.4f})"
-    exact = f", exactly within {', '.join(matching.exact)}" if matching.exact else ""
+    exact = exact_phrase(matching)
     order = "data" if matching.replace else matching.order     # with replacement MatchIt uses the data order
     return (f"Patients were matched {matching.ratio}:1 by greedy nearest-neighbour matching{distance_phrase(matching)} "
             f"{'with' if matching.replace else 'without'} replacement in {order} order of the distance{exact}, "

@@ -27,7 +27,8 @@ import numpy as np
 
 from pipeline.config.settings import Matching
 from pipeline.design.matching.common import (NO_MATCH, MatchingMethod, MatchResult, caliper_in_distance_units,
-                                             caliper_phrase, distance_phrase, match_result, validated_inputs)
+                                             caliper_phrase, distance_phrase, exact_phrase, match_result,
+                                             validated_inputs)
 from pipeline.design.matching.flow import Graph, Network, Solution, admissible_pairs, most_pairs, solve
 
 
@@ -45,7 +46,7 @@ def match(distance: np.ndarray, treated: np.ndarray, exact: np.ndarray | None, d
 
 
 def describe(matching: Matching, caliper_raw: float | None) -> str:
-    exact = f", exactly within {', '.join(matching.exact)}" if matching.exact else ""
+    exact = exact_phrase(matching)
     return (f"Patients were matched {matching.ratio}:1 by optimal matching{distance_phrase(matching)} without "
             f"replacement (the smallest total distance, as MatchIt's method \"optimal\"; OR-Tools minimum-cost "
             f"flow){exact}, with {caliper_phrase(matching, caliper_raw)}; treated patients without a control "
