@@ -1,30 +1,30 @@
 """A warm process that runs the workflow's small jobs, so that each does not pay Python's start-up.
 
-A job of the demo reads a few hundred rows and works for milliseconds, but its own Python process
-spends one to two seconds importing pandas, pyarrow, scipy and matplotlib first; with some eighty
-jobs that start-up is most of the run. When Snakemake runs the jobs on this machine, common.smk
-starts one server (`start`) that imports the pipeline once and then forks a copy of itself for each
-job that asks (`delegate`, the first statement of every workflow script): the job's script runs in
-that copy, with the job's working directory, environment, stdout and stderr (so its log goes where
-it always goes), and the job's process exits with the script's exit status. A fork shares nothing
-with the next job's fork, so a job sees exactly what a fresh process would (same imports, no state
-left by other jobs) and writes the same bytes.
+A job of the demo reads a few hundred rows and works for milliseconds, but a Python process of its
+own would spend one to two seconds importing pandas, pyarrow, scipy and matplotlib first, and
+Snakemake's preamble another 0.1 s importing Snakemake to read the job; with over a hundred jobs
+that start-up would be most of the run. So when Snakemake runs the jobs on this machine, common.smk
+starts one server (`start`) that imports the pipeline once and forks a copy of itself for each job,
+and Snakemake's own process hands it the job directly (`hand_script_jobs_over`), instead of
+starting Python on the script: the script runs in that copy, with the job's working directory,
+environment, stdout and stderr (so its log goes where it always goes), and its exit status is the
+job's. A fork shares nothing with the next job's fork, so a job sees exactly what a fresh process
+would (same imports, no state left by other jobs) and writes the same bytes. The job's benchmark
+file measures the worker.
 
 A job runs in its own process, as before, when:
 
 * Snakemake runs jobs elsewhere (SLURM or another executor, or under conda/containers): the server
-  is only started for local execution, and a job on a cluster node never finds one;
-* its inputs hold more than LARGE_INPUT_BYTES: its start-up is then negligible beside its work, and
-  its benchmark file (which measures the job's own process) should measure the work;
+  is only started for local execution;
+* its inputs hold more than LARGE_INPUT_BYTES: its start-up is then negligible beside its work;
 * it has more than one thread: the server's numerical libraries were set up for one (THREAD_VARIABLES);
-* there is no server listening (e.g. not on Linux, whose abstract socket names it uses).
-
-A job run by the server has a benchmark file that measures only its small client process.
+* PSM_PIPELINE_JOB_SERVER=off is in Snakemake's environment, or the server does not take the job.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import importlib
 import os
 import pickle
@@ -37,13 +37,11 @@ import subprocess
 import sys
 import tempfile
 import traceback
+from dataclasses import dataclass
 
-ADDRESS = "PSM_PIPELINE_JOB_SERVER"
-"""Environment variable: the server's socket name (Linux abstract namespace), set for the jobs; set
-to OFF before running Snakemake, it keeps every job in its own process."""
+SWITCH = "PSM_PIPELINE_JOB_SERVER"
+"""Environment variable: set to OFF before running Snakemake, it keeps every job in its own process."""
 OFF = "off"
-INSIDE = "PSM_PIPELINE_IN_JOB_SERVER"
-"""Environment variable set in the server's forks: the script runs there, delegate does nothing."""
 LARGE_INPUT_BYTES = 32 * 2**20
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -56,51 +54,77 @@ _STATUS = struct.Struct("!i")
 
 # --- Snakemake's side (common.smk) --------------------------------------------------------------
 
-def start(local: bool) -> subprocess.Popen | None:
-    """Start the server for this Snakemake process's local jobs; None (and no server announced to
-    the jobs) unless ``local`` and not turned off."""
-    if os.environ.get(ADDRESS) == OFF:
+@dataclass(frozen=True)
+class JobServer:
+    process: subprocess.Popen
+    name: str
+    """The listening socket's name (Linux abstract namespace)."""
+
+
+def start(local: bool) -> JobServer | None:
+    """Start the server for this Snakemake process's local jobs and hand it their scripts from now
+    on; None unless ``local`` and not turned off."""
+    if not local or os.environ.get(SWITCH) == OFF:
         return None
-    os.environ.pop(ADDRESS, None)
-    if not local:
-        return None
-    name = f"psm-pipeline-{os.getpid()}-{os.urandom(4).hex()}"
-    server = subprocess.Popen([sys.executable, "-m", "pipeline.jobserver", name, str(os.getpid())],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True, env={**os.environ, **dict.fromkeys(THREAD_VARIABLES, "1")})
-    os.environ[ADDRESS] = name
+    server = launch(f"psm-pipeline-{os.getpid()}-{os.urandom(4).hex()}")
+    hand_script_jobs_over(server.name)
     return server
 
 
-def stop(server: subprocess.Popen | None, grace_seconds: float = 10) -> None:
+def launch(name: str) -> JobServer:
+    """A server, child of this process, listening on ``name`` already: a job handed over before the
+    server has imported the pipeline waits for it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind("\0" + name)
+        listener.listen(128)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.jobserver", str(listener.fileno()), str(os.getpid())],
+            pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, **dict.fromkeys(THREAD_VARIABLES, "1")})
+    return JobServer(process, name)
+
+
+def stop(server: JobServer | None, grace_seconds: float = 10) -> None:
     """Stop the server once its workers are done (killed if they take longer than the grace)."""
-    if server is not None and server.poll() is None:
-        server.terminate()
-        try:
-            server.wait(grace_seconds)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-# --- the job's side (first statement of each workflow script) -------------------------------------
-
-def delegate(smk, script: str) -> None:
-    """Run this job's script in a fork of the server and exit with its status; return (and let the
-    script run here) when there is no server to take the job, or the job is large or multi-threaded
-    (see the module doc)."""
-    name = os.environ.get(ADDRESS)
-    if name in (None, "", OFF) or os.environ.get(INSIDE) or smk.threads != 1 or _input_bytes(smk) > LARGE_INPUT_BYTES:
+    if server is None or server.process.poll() is not None:
         return
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-        worker = _hand_over(connection, name, smk, script)
-        if worker is not None:
-            sys.exit(_wait(connection, worker))
+    server.process.terminate()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wake_up, contextlib.suppress(OSError):
+        wake_up.connect("\0" + server.name)        # a server waiting for a job sees at once it is to stop
+    try:
+        server.process.wait(grace_seconds)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
 
 
-def _input_bytes(smk) -> int:
+def hand_script_jobs_over(name: str) -> None:
+    """Make Snakemake's own process give the server on ``name`` its script jobs. Snakemake runs a
+    local script job in a thread of its own process (`snakemake.script.PythonScript.evaluate`: it
+    writes the script behind a preamble and runs Python on it); this wraps that method. A job the
+    server would not run (`served`), or that it does not take, runs as before."""
+    from snakemake.script import PythonScript
+
+    in_own_process = PythonScript.evaluate
+
+    def evaluate(job, edit=False):
+        if edit or not served(job) or not _run_in_server(job, name):
+            in_own_process(job, edit)
+
+    PythonScript.evaluate = evaluate
+
+
+def served(job) -> bool:
+    """Whether the server runs this job (a `snakemake.script.PythonScript`): a plain local job (no
+    conda, container, modules or shadow directory) with one thread and small inputs."""
+    return (job.is_local and job.conda_env is None and job.container_img is None and job.env_modules is None
+            and job.shadow_dir is None and job.threads == 1 and _input_bytes(job.input) <= LARGE_INPUT_BYTES)
+
+
+def _input_bytes(inputs) -> int:
     total = 0
-    for path in smk.input:
+    for path in inputs:
         try:
             total += os.stat(path).st_size
         except OSError:
@@ -108,36 +132,61 @@ def _input_bytes(smk) -> int:
     return total
 
 
-def _hand_over(connection: socket.socket, name: str, smk, script: str) -> int | None:
-    """Send the job to the server; the pid of the worker that runs it, or None when the server did
-    not take it (not listening, or gone before starting the job)."""
-    request = pickle.dumps({"script": os.path.realpath(script), "smk": smk, "cwd": os.getcwd(),
-                            "env": dict(os.environ), "path": list(sys.path)})
+def _run_in_server(job, name: str) -> bool:
+    """Run the job in the server, with what Snakemake's preamble would have given the script: False
+    when the server did not take it. A failing script raises what a failing process would. The
+    job's benchmark file measures the worker (its CPU time; its own memory is USS and PSS, its RSS
+    counting the pages it shares with the server)."""
+    from snakemake.benchmark import benchmarked
+    from snakemake.common import get_snakemake_searchpaths
+    from snakemake.iocontainers import Snakemake
+    from snakemake.shell import shell
+
+    script = os.path.realpath(job.local_path)
+    smk = Snakemake(job.input, job.output, job.params, job.wildcards, job.threads, job.resources, job.log,
+                    job.config, job.rulename, job.bench_iteration,
+                    job.path.get_basedir().get_path_or_uri(secret_free=True))
+    request = {"script": script, "smk": smk, "cwd": os.getcwd(), "env": _environment(job.resources),
+               "path": [os.path.dirname(script), *get_snakemake_searchpaths()]}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        worker = _hand_over(connection, name, request)
+        if worker is None:
+            return False
+        with shell._lock:                       # where Snakemake stops a job's process
+            shell._processes[job.jobid] = _Worker(worker)
+        with benchmarked(worker, job.bench_record) if job.bench_record is not None else contextlib.nullcontext():
+            status = _receive(connection, _STATUS)
+    with shell._lock:
+        shell._processes.pop(job.jobid, None)
+    if status is None:
+        print("psm-pipeline: the job server stopped before the job finished", file=sys.stderr)
+        status = 1
+    if status:
+        raise subprocess.CalledProcessError(status, f"psm:{job.rulename} {script}")
+    return True
+
+
+def _environment(resources) -> dict:
+    """The job's environment, as Snakemake's shell gives a one-thread job."""
+    environment = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, "1")}
+    if resources.get("tmpdir"):
+        environment.update(dict.fromkeys(("TMPDIR", "TMP", "TEMPDIR", "TEMP"), resources["tmpdir"]))
+    return environment
+
+
+def _hand_over(connection: socket.socket, name: str, request: dict) -> int | None:
+    """Send the job, with this process's stdout and stderr, to the server; the pid of the worker
+    that runs it, or None when the server did not take it (not listening, or gone)."""
+    data = pickle.dumps(request)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         connection.connect("\0" + name)
-        socket.send_fds(connection, [_LENGTH.pack(len(request))], [1, 2])
-        connection.sendall(request)
+        socket.send_fds(connection, [_LENGTH.pack(len(data))], [1, 2])
+        connection.sendall(data)
         return _receive(connection, _STATUS)
     except OSError:
         return None
-
-
-def _wait(connection: socket.socket, worker: int) -> int:
-    """The job's exit status, once its worker is done."""
-    for signum in (signal.SIGTERM, signal.SIGINT):     # Snakemake stopping the job stops its worker
-        signal.signal(signum, lambda signum, frame: os.kill(worker, signum))
-    try:
-        status = _receive(connection, _STATUS)
-    except OSError:
-        status = None
-    return _lost() if status is None else status
-
-
-def _lost() -> int:
-    print("psm-pipeline: the job server stopped before the job finished", file=sys.stderr)
-    return 1
 
 
 def _receive(connection: socket.socket, layout: struct.Struct, data: bytes = b""):
@@ -149,18 +198,35 @@ def _receive(connection: socket.socket, layout: struct.Struct, data: bytes = b""
     return layout.unpack(data)[0]
 
 
+class _Worker:
+    """A served job's worker where Snakemake stops a job's process (`snakemake.shell` keeps one per job)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+
+
 # --- the server ---------------------------------------------------------------------------------
 
-def serve(name: str, snakemake_pid: int) -> None:
-    """Import the pipeline, then fork one worker per connection until told to stop (SIGTERM) or
-    Snakemake is gone. It listens from the start: the first jobs wait for the imports rather than
-    do them themselves. Workers are waited for, so their CPU time counts in Snakemake's own."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind("\0" + name)
-    listener.listen(128)
+def serve(listener_fd: int, snakemake_pid: int) -> None:
+    """Import the pipeline, then fork one worker per connection to the listening socket it was
+    given until told to stop (SIGTERM) or Snakemake is gone. Jobs that connect during the imports
+    wait for them rather than do them themselves. Workers are waited for, so their CPU time counts
+    in Snakemake's own."""
+    listener = socket.socket(fileno=listener_fd)
     stopping = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     _preload()
+    gc.freeze()
     listener.settimeout(IDLE_CHECK_SECONDS)
     while not stopping and os.getppid() == snakemake_pid:
         _reap(os.WNOHANG)
@@ -168,10 +234,11 @@ def serve(name: str, snakemake_pid: int) -> None:
             connection, _ = listener.accept()
         except (TimeoutError, InterruptedError):
             continue
+        if stopping:
+            connection.close()
+            break
         if os.fork() == 0:
-            listener.close()
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os._exit(_work(connection))
+            _worker(listener, connection)
         connection.close()
     listener.close()
     _reap(0)
@@ -220,10 +287,24 @@ def _warm_up() -> None:
     figure.savefig(io.BytesIO(), format="png")
 
 
+def _worker(listener: socket.socket, connection: socket.socket) -> None:
+    """The forked worker's life: one job, then exit with its status (whatever happens, the fork
+    never returns into the server's loop)."""
+    status = 1
+    try:
+        listener.close()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        status = _work(connection)
+    finally:
+        os._exit(status)
+
+
 def _work(connection: socket.socket) -> int:
     """One job in a fresh fork: take the job's stdout/stderr, directory and environment, run its
     script, report the exit status."""
     header, fds, _, _ = socket.recv_fds(connection, _LENGTH.size, 2)
+    if len(header) < _LENGTH.size:            # a connection that only woke the server
+        return 0
     length = _LENGTH.unpack(header)[0]
     request = bytearray()
     while len(request) < length:
@@ -238,7 +319,7 @@ def _work(connection: socket.socket) -> int:
     _name_process(f"psm:{job['smk'].rule}")
     os.chdir(job["cwd"])
     os.environ.clear()
-    os.environ.update(job["env"], **{INSIDE: "1"})
+    os.environ.update(job["env"])
     tempfile.tempdir = None                  # found again from the job's TMPDIR
     sys.path[:] = job["path"]
     sys.argv = [job["script"]]
@@ -276,4 +357,5 @@ def _run_script(script: str, smk) -> int:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], int(sys.argv[2]))
+    serve(int(sys.argv[1]), int(sys.argv[2]))
+    os._exit(0)         # tearing down the imported pipeline would take the better part of a second

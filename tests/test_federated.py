@@ -16,7 +16,8 @@ from pipeline.design.stages import propensity_stage
 from pipeline.errors import ConfigError, DataError
 from pipeline.federated import meta
 from pipeline.federated.__main__ import main as federated_cli
-from pipeline.federated.bundle import balance_sums, consortium_settings, on_grid, site_bundle
+from pipeline.federated.bundle import balance_sums, on_grid, site_bundle
+from pipeline.federated.consortium import consortium_settings
 from pipeline.federated.pool import _combined, pool, read_bundles
 from pipeline.outcome.hazard_ratio import logrank, logrank_terms, logrank_test
 from pipeline.outcome.km import KaplanMeier, RiskTable

@@ -4,12 +4,7 @@ time grid, the within-site log hazard ratio with its cluster-robust SE, the attr
 covariates' balance, the config hash and versions (docs/results.md lists every key and what it
 reveals).
 
-The config hash (``consortium_settings``) covers what must be equal across sites for their bundles to
-pool: the analysis's settings, the harmonized definition of the variables it uses, the time unit and
-the federated block's pooling settings. It leaves out what each site sets for itself: its registry
-(extract paths, read options, column names, codes, per-center outcome forms), the seed, the report
-settings, the site's name, the analyses it bundles and survival.bootstrap_jobs (how the bootstrap is
-split, not what it computes).
+The config hash covers the settings of pipeline/federated/consortium.py.
 """
 from __future__ import annotations
 
@@ -18,7 +13,7 @@ import platform
 import numpy as np
 import pandas as pd
 
-from pipeline.config.settings import Analysis, Federated, Variable
+from pipeline.config.settings import Analysis, Variable
 from pipeline.design.propensity.design_matrix import category_codes
 from pipeline.design.stages import analysis_variables, matching_weights
 from pipeline.outcome.km import RiskTable
@@ -27,27 +22,6 @@ from pipeline.provenance import package_versions, settings_hash
 
 FORMAT = "psm-pipeline federated bundle"
 FORMAT_VERSION = 1
-DISPLAY_ONLY = ("label", "description")
-"""Variable keys that change no number (left out of the hash)."""
-
-
-def consortium_settings(name: str, analysis: Analysis, variables: dict[str, Variable], time_unit: str,
-                        federated: Federated) -> dict:
-    """The settings every site's bundle of analysis ``name`` must share (their hash is the bundle's
-    config_hash); ``variables``: the registry variables the analysis uses."""
-    settings = analysis.to_dict()
-    settings["survival"].pop("bootstrap_jobs")
-    return {
-        "analysis": name,
-        "settings": settings,
-        "variables": {var: {k: v for k, v in spec.to_dict().items() if k not in DISPLAY_ONLY}
-                      for var, spec in sorted(variables.items())},
-        "time_unit": time_unit,
-        "federated": {"time_grid": federated.time_grid, "tau2": federated.tau2,
-                      "hartung_knapp": federated.hartung_knapp},
-    }
-
-
 def on_grid(time, width: float) -> np.ndarray:
     """Each time rounded up to the grid of ``width`` (0 stays 0): an event in (g - width, g] counts
     at g."""
@@ -149,11 +123,6 @@ def hazard_ratio(survival: dict) -> dict:
     return {"log_hr": float(np.log(survival["hr"])), "se": survival["hr_robust_se"], "hr": survival["hr"],
             "lower": survival["hr_lower"], "upper": survival["hr_upper"], "cluster": survival["hr_cluster"],
             "method": survival["hr_method"], "reason": None}
-
-
-def site_name(federated: Federated, centers) -> str:
-    """federated.site, else the site's centers' ids joined by "+"."""
-    return federated.site or "+".join(sorted(centers))
 
 
 def site_bundle(*, settings: dict, site: str, seed: int, min_cell: int, cohort: pd.DataFrame | None,

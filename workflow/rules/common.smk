@@ -47,6 +47,11 @@ JOB_SERVER = []
 onstart:
     JOB_SERVER.append(jobserver.start(local=workflow.local_exec and not workflow.remote_exec
                                       and not workflow.deployment_settings.deployment_method))
+    if workflow.local_exec and not workflow.remote_exec and hasattr(workflow, "scheduler"):
+        # Snakemake's limit on job starts (--max-jobs-per-timespan, 100 a second by default: meant for
+        # cluster queues) wakes its scheduler every second once per job finished so far, which cost
+        # the demo some 3 s of Snakemake's CPU; here --cores is the limit.
+        workflow.scheduler.job_rate_limiter = None
 
 
 onsuccess:

@@ -2,7 +2,7 @@
 # coordinating site pools the bundles it received (federated.pool). pipeline/federated/ has the logic.
 
 
-from pipeline.federated.bundle import consortium_settings, site_name
+from pipeline.federated.consortium import consortium_settings, site_name
 
 
 # Sub-second jobs: on a cluster they run on the submitting node.

@@ -1,10 +1,6 @@
 """Rules analysis_report and shareable_analysis_report: one analysis's self-contained HTML report, from
 its exact results (results/<analysis>/) or from their shareable form (results/disclosure/<analysis>.json,
 with the shareable Table 1, balance table and Love plot)."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pathlib import Path
 
 import pandas as pd

@@ -1,8 +1,4 @@
 """Rule balance: covariate balance, Table 1 and the design plots (the overlap plot also in its shareable form)."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pipeline.config.settings import Variable
 from pipeline.design.stages import balance_stage, matching_weights
 from pipeline.io import read_parquet, run_script, write_csv, write_json

@@ -1,9 +1,5 @@
 """Rule bootstrap: one job's share of the bootstrap replicates (median and RMST differences,
 a structured array saved as .npy)."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 import numpy as np
 
 from pipeline.config.settings import Survival

@@ -1,8 +1,4 @@
 """Rule cohort: harmonized registry -> the analysis cohort and its attrition."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pipeline.config.settings import Outcome, Selection
 from pipeline.design.cohort import build_cohort
 from pipeline.io import read_parquet, run_script, write_json, write_parquet

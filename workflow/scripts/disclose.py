@@ -1,9 +1,5 @@
 """Rule disclose: the shareable form of the study's aggregate results (pipeline.report.disclosure),
 one file per analysis and one for the registry, for the shareable reports and manifest."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pipeline.io import read_json, read_result_csv, run_script, write_json
 from pipeline.report.disclosure import Policy, disclose_study, records
 from pipeline.report.table1 import read_table1

@@ -1,8 +1,4 @@
 """Rule federated_bundle: the site's aggregate bundle of one analysis (results/federated/<analysis>.json)."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pathlib import Path
 
 from pipeline.config.settings import Analysis, Variable

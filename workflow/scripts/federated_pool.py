@@ -1,8 +1,4 @@
 """Rule federated_pool: the coordinating site's pooled report of one analysis."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pathlib import Path
 
 from pipeline.federated.pool import pool, read_bundles

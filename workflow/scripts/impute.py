@@ -1,8 +1,4 @@
 """Rule impute: the analysis cohort -> one completed cohort (one imputation of its missing covariates)."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pipeline.config.settings import Imputation, Variable
 from pipeline.design.stages import analysis_variables
 from pipeline.imputation.chained import impute_cohort

@@ -1,10 +1,6 @@
 """Rules index_report and shareable_index (from the disclosed results): results/report.html (every analysis
 with its headline), the forest plot and its tables, and the design forest plot and its table when an analysis
 varies its design."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pathlib import Path
 
 from pipeline.config.settings import ReportContext, Treatment

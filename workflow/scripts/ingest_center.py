@@ -1,8 +1,4 @@
 """Rule ingest_center: one extract -> accepted rows, quarantined rows, counts."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 import logging
 from pathlib import Path
 

@@ -1,9 +1,5 @@
 """Rules manifest and shareable_manifest: results/manifest.json (file hashes and published numbers), and
 results/shareable/manifest.json (the shareable numbers and files)."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pathlib import Path
 
 from pipeline.io import run_script

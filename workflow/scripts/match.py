@@ -1,9 +1,5 @@
 """Rule match: propensity distances -> matched sample and pairs (Parquet for the later stages,
 CSV as published), matching summary."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pipeline.config.settings import Matching, Variable
 from pipeline.design.propensity.design_matrix import covariate_matrix
 from pipeline.design.stages import analysis_variables, match_stage, published_matched

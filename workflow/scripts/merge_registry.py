@@ -1,8 +1,4 @@
 """Rule merge_registry: the centers' parts -> harmonized.parquet, quarantine.csv, ingest_summary.json."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pipeline.ingest.harmonize import merge_centers
 from pipeline.io import read_json, read_parquet, run_script, write_csv, write_json, write_parquet
 

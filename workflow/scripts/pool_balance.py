@@ -1,9 +1,5 @@
 """Rule pool_balance: the imputations' balance -> the analysis's balance (averaged, with SMD ranges),
 Table 1 of the observed values and the design plots (weights averaged over the imputations)."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pipeline.config.settings import Variable
 from pipeline.design.propensity.diagnostics import ps_diagnostics
 from pipeline.design.stages import analysis_variables

@@ -1,8 +1,4 @@
 """Rule pool_propensity: the imputations' propensity scores -> the analysis's (averaged) scores."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pipeline.config.settings import PropensityDesign
 from pipeline.imputation.pooling import average_propensity
 from pipeline.io import read_json, read_parquet, run_script, write_json, write_parquet

@@ -1,9 +1,5 @@
 """Rule pool_survival: the imputations' survival comparisons -> the analysis's pooled survival.json and
 the Kaplan-Meier figure of the imputations' matched samples together (weights averaged over them)."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 import matplotlib.pyplot as plt
 
 from pipeline.config.settings import Survival

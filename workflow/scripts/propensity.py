@@ -1,8 +1,4 @@
 """Rule propensity: cohort -> propensity scores, matching distance, common-support discards."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pipeline.config.settings import PropensityDesign, Variable
 from pipeline.design.stages import propensity_stage
 from pipeline.io import read_parquet, run_script, write_json, write_parquet

@@ -1,9 +1,5 @@
 """Rule stack_matches (imputation approach within): the imputations' matched samples -> the analysis's
 matched.parquet, pairs.parquet, matched.csv, pairs.csv (stacked, numbered by imputation) and matching.json."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pipeline.design.stages import published_matched
 from pipeline.imputation.pooling import stack_matches
 from pipeline.io import read_json, read_parquet, run_script, write_csv, write_json, write_parquet

@@ -1,9 +1,5 @@
 """Rule survival: the survival comparison in the matched or weighted sample and the KM figure of its curves
 (and the figure's shareable form)."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 import matplotlib.pyplot as plt
 import numpy as np
 

@@ -1,9 +1,5 @@
 """Rule weight: propensity scores -> weighted sample (Parquet for the later stages, CSV as published),
 empty pairs, the design's summary (matching.json)."""
-from pipeline.jobserver import delegate
-
-delegate(snakemake, __file__)  # noqa: F821 (small jobs run in a warm process: pipeline/jobserver.py)
-
 from pipeline.config.settings import Weighting
 from pipeline.design.stages import published_matched, weighting_stage
 from pipeline.io import read_parquet, run_script, write_csv, write_json, write_parquet
