@@ -16,7 +16,6 @@ A job runs in its own process, as before, when:
 
 * Snakemake runs jobs elsewhere (SLURM or another executor, or under conda/containers): the server
   is only started for local execution;
-* its inputs hold more than LARGE_INPUT_BYTES: its start-up is then negligible beside its work;
 * it has more than one thread: the server's numerical libraries were set up for one (THREAD_VARIABLES);
 * PSM_PIPELINE_JOB_SERVER=off is in Snakemake's environment, or the server does not take the job.
 """
@@ -42,7 +41,6 @@ from dataclasses import dataclass
 SWITCH = "PSM_PIPELINE_JOB_SERVER"
 """Environment variable: set to OFF before running Snakemake, it keeps every job in its own process."""
 OFF = "off"
-LARGE_INPUT_BYTES = 32 * 2**20
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 """What Snakemake sets to a job's threads; numerical libraries read them once, when imported, so the
@@ -117,19 +115,10 @@ def hand_script_jobs_over(name: str) -> None:
 
 def served(job) -> bool:
     """Whether the server runs this job (a `snakemake.script.PythonScript`): a plain local job (no
-    conda, container, modules or shadow directory) with one thread and small inputs."""
+    conda, container, modules or shadow directory) with one thread. Large jobs too: at a million
+    patients a job works for seconds, but its own process would still import for two."""
     return (job.is_local and job.conda_env is None and job.container_img is None and job.env_modules is None
-            and job.shadow_dir is None and job.threads == 1 and _input_bytes(job.input) <= LARGE_INPUT_BYTES)
-
-
-def _input_bytes(inputs) -> int:
-    total = 0
-    for path in inputs:
-        try:
-            total += os.stat(path).st_size
-        except OSError:
-            pass
-    return total
+            and job.shadow_dir is None and job.threads == 1)
 
 
 def _run_in_server(job, name: str) -> bool:
@@ -159,7 +148,8 @@ def _run_in_server(job, name: str) -> bool:
     with shell._lock:
         shell._processes.pop(job.jobid, None)
     if status is None:
-        print("psm-pipeline: the job server stopped before the job finished", file=sys.stderr)
+        print(f"psm-pipeline: the process of job {job.rulename} ended without an exit status (killed, e.g. "
+              "for want of memory, or the job server stopped)", file=sys.stderr)
         status = 1
     if status:
         raise subprocess.CalledProcessError(status, f"psm:{job.rulename} {script}")

@@ -1,7 +1,6 @@
 """The job server (pipeline/jobserver.py): Snakemake hands a script job to a fork of a warm process,
 which runs it with the job's directory, environment, stdout, stderr and exit status; a job with
-large inputs or several threads, or every job when the server is turned off, runs in its own
-process."""
+several threads, or every job when the server is turned off, runs in its own process."""
 from __future__ import annotations
 
 import json
@@ -28,6 +27,8 @@ with open(snakemake.output[0], "w") as handle:
                "file": __file__, "path0": sys.path[0], "name": open("/proc/self/comm").read().strip()}, handle)
 if snakemake.rule == "fails":
     raise RuntimeError("a bug in the script")
+if snakemake.rule == "killed":
+    os.kill(os.getpid(), 9)
 """
 
 WORKFLOW = """\
@@ -45,16 +46,11 @@ onerror:
     jobserver.stop(JOB_SERVER.pop())
 
 rule all:
-    input: "ok.json", "large.json", "threads.json"
+    input: "ok.json", "threads.json"
 
 rule ok:
     output: "ok.json"
     benchmark: "ok.tsv"
-    script: "script.py"
-
-rule large:
-    input: "large.parquet"
-    output: "large.json"
     script: "script.py"
 
 rule threads:
@@ -65,14 +61,16 @@ rule threads:
 rule fails:
     output: "fails.json"
     script: "script.py"
+
+rule killed:
+    output: "killed.json"
+    script: "script.py"
 """
 
 
 def run_workflow(study: Path, *targets: str, env=None) -> subprocess.CompletedProcess:
     (study / "Snakefile").write_text(WORKFLOW)
     (study / "script.py").write_text(SCRIPT)
-    with (study / "large.parquet").open("wb") as handle:
-        handle.truncate(jobserver.LARGE_INPUT_BYTES + 1)
     return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *targets], cwd=study,
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO), "MARKER": "workflow", **(env or {})})
@@ -87,7 +85,7 @@ def ran_in_server(job: dict) -> bool:
 
 
 @pytest.mark.slow   # the server imports the whole pipeline first
-def test_snakemake_hands_small_one_thread_jobs_to_the_server(tmp_path):
+def test_snakemake_hands_one_thread_jobs_to_the_server(tmp_path):
     done = run_workflow(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     ok = record(tmp_path, "ok")
@@ -99,18 +97,19 @@ def test_snakemake_hands_small_one_thread_jobs_to_the_server(tmp_path):
     with (tmp_path / "ok.tsv").open() as handle:     # the benchmark measured the worker's work
         benchmark = dict(zip(*[line.rstrip("\n").split("\t") for line in handle]))
     assert float(benchmark["cpu_time"]) >= 0.4
-    for rule in ("large", "threads"):                # start-up negligible / libraries set up for one thread
-        job = record(tmp_path, rule)
-        assert not ran_in_server(job) and job["path0"].endswith(".snakemake/scripts"), rule
-    assert record(tmp_path, "threads")["threads"] == "2"
+    threads = record(tmp_path, "threads")           # the server's libraries were set up for one thread
+    assert not ran_in_server(threads) and threads["path0"].endswith(".snakemake/scripts")
+    assert threads["threads"] == "2"
 
 
 @pytest.mark.slow   # the server imports the whole pipeline first
-def test_a_served_script_that_fails_fails_its_job_with_the_traceback(tmp_path):
-    done = run_workflow(tmp_path, "fails.json")
+def test_a_served_script_that_fails_or_is_killed_fails_its_job_and_says_why(tmp_path):
+    done = run_workflow(tmp_path, "fails.json", "killed.json", "--keep-going")
     assert done.returncode != 0
     assert "RuntimeError: a bug in the script" in done.stderr
     assert "psm:fails" in done.stderr                # the failed command: the server's worker for the rule
+    assert "the process of job killed ended without an exit status" in done.stderr
+    assert "psm:killed" in done.stderr
 
 
 def test_turned_off_every_job_runs_in_its_own_process(tmp_path):
