@@ -55,6 +55,17 @@ def build_cohort(harmonized: pd.DataFrame, selection: Selection, outcome: Outcom
     return cohort, {**cohort_estimability(attrition, treatment), **attrition}
 
 
+def registry_columns(columns, selection: Selection, outcome: Outcome, id_column: str = "patient_id") -> list[str]:
+    """The registry columns (of ``columns``, in their order) that build_cohort reads for ``selection``:
+    the id, center, arm, covariates, needed columns, the columns the inclusion criteria name and the
+    outcome (with time_zero, which index_year derives from). Reading only these keeps the other
+    variables of a large registry out of memory."""
+    criteria = [name for query in selection.cohort for name in _query_columns(query, columns)]
+    wanted = {id_column, "center", selection.treatment.column, *selection.covariates, *selection.needed, *criteria,
+              "time", "event", *([outcome.time_zero] if outcome.from_dates else [])}
+    return [name for name in columns if name in wanted]
+
+
 def cohort_estimability(attrition: dict, treatment: Treatment) -> dict:
     """{"estimable": True}, or False with the reason when the cohort lacks an arm."""
     empty = [arm for arm in ("treated", "control") if attrition[f"n_{arm}"] == 0]

@@ -11,6 +11,8 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.config.settings import Matching, PropensityDesign, Variable, Weighting
 from pipeline.design import matching as matching_methods
@@ -48,6 +50,14 @@ def _derived_variable(kind: str, levels: tuple[str, ...] | None = None) -> Varia
 
 # --- propensity -----------------------------------------------------------------------------------
 
+def propensity_columns(design: PropensityDesign) -> list[str]:
+    """The cohort columns propensity_stage reads: the id, the arm, the covariates, the strata of
+    propensity.within and a precomputed score."""
+    propensity = design.propensity
+    score = [propensity.column] if propensity.model == "precomputed" else []
+    return list(dict.fromkeys(["patient_id", "treated", *design.covariates, *propensity.within, *score]))
+
+
 def propensity_stage(cohort: pd.DataFrame, design: PropensityDesign, variables: dict[str, Variable],
                      seed: int) -> tuple[pd.DataFrame, dict]:
     """Scores, matching distance and common-support discards (propensity.parquet) and the model's
@@ -58,7 +68,7 @@ def propensity_stage(cohort: pd.DataFrame, design: PropensityDesign, variables: 
     distance, unmatchable = matching_distance(fit.ps, design.caliper_scale)
     discarded = common_support(fit.ps, treated, design.discard) | unmatchable
     scores = pd.DataFrame({
-        "patient_id": cohort["patient_id"].to_numpy(),
+        "patient_id": cohort["patient_id"].array,
         "group": np.where(treated, ARM_NAMES[True], ARM_NAMES[False]),
         "ps": fit.ps,
         "distance": distance,
@@ -154,7 +164,7 @@ def _matched_sample(scores: pd.DataFrame, treated: np.ndarray, result: MatchResu
     """The patients with a weight; ``subclasses``: whether they belong to one matched set each."""
     keep = result.weights > 0
     return pd.DataFrame({
-        "patient_id": scores["patient_id"].to_numpy()[keep],
+        "patient_id": scores["patient_id"].array[keep],
         "treated": treated[keep],
         "subclass": _subclass_column(result.subclass[keep], subclasses),
         "weight": result.weights[keep],
@@ -165,10 +175,10 @@ def _matched_sample(scores: pd.DataFrame, treated: np.ndarray, result: MatchResu
 
 def _pairs_by_id(scores: pd.DataFrame, result: MatchResult) -> pd.DataFrame:
     """pairs.parquet: the result's pairs with the patients' ids."""
-    ids = scores["patient_id"].to_numpy()
+    ids = scores["patient_id"].array
     return pd.DataFrame({
-        "treated_id": ids[result.pairs["treated_index"].to_numpy()],
-        "control_id": ids[result.pairs["control_index"].to_numpy()],
+        "treated_id": ids.take(result.pairs["treated_index"].to_numpy()),
+        "control_id": ids.take(result.pairs["control_index"].to_numpy()),
         "slot": result.pairs["slot"].to_numpy(),
         "distance_diff": result.pairs["distance_diff"].to_numpy(),
     })
@@ -178,7 +188,7 @@ def published_matched(matched: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFra
     """matched.csv: the matched sample with each patient's center (from ``cohort``: patient_id,
     center) and its arm as the published ``group`` column."""
     group = np.where(matched["treated"].to_numpy(bool), ARM_NAMES[True], ARM_NAMES[False])
-    center = cohort.set_index("patient_id")["center"].reindex(matched["patient_id"]).to_numpy()
+    center = cohort["center"].array.take(id_positions(matched["patient_id"], cohort["patient_id"]), allow_fill=True)
     return pd.DataFrame({"patient_id": matched["patient_id"], "center": center, "group": group,
                          **{c: matched[c] for c in ("subclass", "weight", "ps", "distance")}})
 
@@ -245,9 +255,16 @@ def _weights_summary(weights: np.ndarray) -> dict:
 
 # --- balance --------------------------------------------------------------------------------------
 
+def id_positions(ids: pd.Series, among: pd.Series) -> np.ndarray:
+    """The position of each of ``ids`` in ``among`` (the first, if it occurs twice; -1 where absent).
+    Arrow hashes the ids as they are stored: no Python string per id, as a pandas index would build."""
+    found = pc.index_in(pa.array(ids), value_set=pa.array(among))
+    return found.fill_null(-1).to_numpy().astype(np.int64)
+
+
 def matching_weights(cohort: pd.DataFrame, matched: pd.DataFrame) -> np.ndarray:
     """Weight per cohort row (0 for the unmatched)."""
-    rows = pd.Index(matched["patient_id"]).get_indexer(cohort["patient_id"])
+    rows = id_positions(cohort["patient_id"], matched["patient_id"])
     return np.where(rows >= 0, matched["weight"].to_numpy(float)[rows], 0.0)
 
 
