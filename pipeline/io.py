@@ -223,17 +223,31 @@ million ids take some 15 MB instead of some 70 MB of Python objects), with the s
 values (pd.NA), comparisons and sort order as the default ``string`` dtype."""
 
 
-def read_parquet(path, columns: list[str] | None = None) -> pd.DataFrame:
+def read_parquet(path, columns: list[str] | None = None, categories=()) -> pd.DataFrame:
     """Read a Parquet file this workflow wrote (only ``columns``, when given), its text columns as
     ARROW_STRING (read without pyarrow's help, e.g. ``pd.read_parquet``, they are the ``string``
-    or object columns they were written from)."""
-    return arrow_frame(read_table(path, columns))
+    or object columns they were written from), those named in ``categories`` as pandas categoricals
+    (one small integer code per row; for columns a stage only carries or codes, as their categories
+    are in no particular order). text_column turns such a column back into ARROW_STRING."""
+    return arrow_frame(read_table(path, columns, categories))
 
 
-def read_table(path, columns: list[str] | None = None) -> pa.Table:
-    """A Parquet file this workflow wrote as an Arrow table (only ``columns``, when given)."""
+def read_table(path, columns: list[str] | None = None, categories=()) -> pa.Table:
+    """A Parquet file this workflow wrote as an Arrow table (only ``columns``, when given; the text
+    columns named in ``categories`` dictionary-encoded)."""
     with _readable(path):
-        return pq.read_table(path, columns=columns)
+        schema = pq.read_schema(path)
+        text = [name for name in categories if name in schema.names
+                and (pa.types.is_string(schema.field(name).type) or pa.types.is_large_string(schema.field(name).type))]
+        return pq.read_table(path, columns=columns, read_dictionary=text or None)
+
+
+def text_column(values: pd.Series) -> pd.Series:
+    """A categorical text column (read_parquet's ``categories``) as ARROW_STRING, other columns as they are."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return values
+    text = pa.chunked_array([pa.array(values.array).cast(pa.large_string())])
+    return pd.Series(pd.arrays.ArrowStringArray(text), index=values.index, name=values.name)
 
 
 def parquet_columns(path) -> list[str]:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import ConfigError
-from pipeline.ingest.harmonize import harmonize_center, merge_centers
+from pipeline.ingest.harmonize import count_missing, harmonize_center, merge_centers
 from pipeline.ingest.extract import read_extract
 from tests.ingest_settings import as_center, as_outcome, as_variables
 
@@ -386,6 +386,16 @@ def test_merge_moves_ids_shared_across_centers_to_quarantine():
     assert (b["rows_read"], b["accepted"], b["quarantined"]) == (2, 1, 1)
     assert summary["total"]["rows_read"] == 6 and summary["total"]["accepted"] == 4
     assert summary["total"]["reasons"] == {"duplicate_id_across_centers": 2}
+
+
+def test_missing_counts_leave_with_the_rows_moved_to_quarantine():
+    parts = [center_part("a", ["X1", "X2", "X3"]), center_part("b", ["X3"])]   # a's X3: ecog, functional missing
+    assert parts[0][2]["missing"]["ecog"] == 1 and parts[0][2]["missing"]["functional"] == 1
+    accepted, _, summary = merged(parts)
+    assert accepted["patient_id"].tolist() == ["X1", "X2"]
+    for center in ("a", "b"):
+        assert summary["centers"][center]["missing"] == count_missing(accepted[accepted["center"] == center])
+    assert summary["centers"]["a"]["missing"]["ecog"] == 0 and summary["total"]["missing"]["functional"] == 0
 
 
 def test_with_center_scope_each_center_numbers_its_own_patients():

@@ -19,13 +19,14 @@ from pipeline.design import matching as matching_methods
 from pipeline.design import weighting as weighting_schemes
 from pipeline.design.balance import balance_failed, balance_table, constant_covariates
 from pipeline.design.matching.common import MatchResult, common_support, matching_distance
-from pipeline.design.propensity import fit_propensity
+from pipeline.design.propensity import MODELS, fit_propensity
 from pipeline.design.propensity.common import PropensityFit
 from pipeline.design.propensity.design_matrix import covariate_matrix
 from pipeline.design.propensity.diagnostics import ps_diagnostics
 from pipeline.design.table_one import table_one
 from pipeline.design.weighting.common import kish_ess, unweighable
 from pipeline.errors import NotEstimable
+from pipeline.io import text_column
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,13 @@ def propensity_columns(design: PropensityDesign) -> list[str]:
     propensity = design.propensity
     score = [propensity.column] if propensity.model == "precomputed" else []
     return list(dict.fromkeys(["patient_id", "treated", *design.covariates, *propensity.within, *score]))
+
+
+def coded_columns(design: PropensityDesign) -> list[str]:
+    """The covariates propensity_stage only codes into the design matrix: they may come as
+    categoricals (pipeline.io.read_parquet's ``categories``); the strata of propensity.within,
+    whose order names the strata's coefficients, stay text."""
+    return [name for name in design.covariates if name not in design.propensity.within]
 
 
 def propensity_stage(cohort: pd.DataFrame, design: PropensityDesign, variables: dict[str, Variable],
@@ -99,8 +107,10 @@ def _fit_within(cohort: pd.DataFrame, treated: np.ndarray, design: PropensityDes
     exactly as a site holding only that stratum would fit it; the strata's coefficients are then keyed
     by stratum ("center=center_a") and their warnings prefixed with it."""
     propensity = design.propensity
+    intercept = MODELS[propensity.model].intercept
     if not propensity.within:
-        X = covariate_matrix(cohort, design.covariates, design.missing, analysis_variables(variables, cohort))
+        X = covariate_matrix(cohort, design.covariates, design.missing, analysis_variables(variables, cohort),
+                             intercept)
         return fit_propensity(X, treated, propensity, seed, cohort)
     ps = np.empty(len(cohort))
     coefficients, warnings, converged = {}, [], True
@@ -109,13 +119,14 @@ def _fit_within(cohort: pd.DataFrame, treated: np.ndarray, design: PropensityDes
         label = ", ".join(f"{var}={value}" for var, value in zip(propensity.within, np.atleast_1d(key)))
         if stratum["treated"].all() or not stratum["treated"].any():
             raise NotEstimable(f"the propensity model is fitted within {label}, which has only one arm")
-        X = covariate_matrix(stratum, design.covariates, design.missing, analysis_variables(variables, stratum))
+        X = covariate_matrix(stratum, design.covariates, design.missing, analysis_variables(variables, stratum),
+                             intercept)
         fit = fit_propensity(X, treated[rows], propensity, seed, stratum)
         ps[rows] = fit.ps
         coefficients[label] = fit.coefficients
         warnings += [f"{label}: {warning}" for warning in fit.warnings]
         converged &= fit.converged
-        log.info("propensity within %s: %d patients, %d design columns", label, len(rows), X.shape[1])
+        log.info("propensity within %s: %d patients, %d design columns", label, len(rows), X.shape[1] - intercept)
     return PropensityFit(ps, fit.model, coefficients, converged, warnings)
 
 
@@ -186,9 +197,10 @@ def _pairs_by_id(scores: pd.DataFrame, result: MatchResult) -> pd.DataFrame:
 
 def published_matched(matched: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
     """matched.csv: the matched sample with each patient's center (from ``cohort``: patient_id,
-    center) and its arm as the published ``group`` column."""
+    center, as text or categorical) and its arm as the published ``group`` column."""
     group = np.where(matched["treated"].to_numpy(bool), ARM_NAMES[True], ARM_NAMES[False])
-    center = cohort["center"].array.take(id_positions(matched["patient_id"], cohort["patient_id"]), allow_fill=True)
+    rows = id_positions(matched["patient_id"], cohort["patient_id"])
+    center = text_column(pd.Series(cohort["center"].array.take(rows, allow_fill=True))).array
     return pd.DataFrame({"patient_id": matched["patient_id"], "center": center, "group": group,
                          **{c: matched[c] for c in ("subclass", "weight", "ps", "distance")}})
 
