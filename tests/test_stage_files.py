@@ -22,7 +22,8 @@ def test_text_columns_round_trip_as_text_with_their_values_and_gaps(tmp_path):
     write_parquet(frame, tmp_path / "f.parquet")
     back = read_parquet(tmp_path / "f.parquet")
     assert back["patient_id"].dtype == ARROW_STRING and back["group"].dtype == ARROW_STRING
-    assert back["patient_id"].tolist()[:2] == ["007", "10"] and back["patient_id"].isna().tolist() == [False, False, True]
+    assert back["patient_id"].tolist()[:2] == ["007", "10"]
+    assert back["patient_id"].isna().tolist() == [False, False, True]
     assert back["group"].tolist() == frame["group"].tolist()
     pd.testing.assert_frame_equal(back[["ps", "subclass"]], frame[["ps", "subclass"]])
     assert pd.read_parquet(tmp_path / "f.parquet")["patient_id"].dtype == "string"   # as a user reads it
@@ -74,7 +75,8 @@ def test_the_design_matrix_is_the_same_whatever_holds_the_category(text):
     expected = design_matrix(cohort_frame(lambda v: pd.array(v, dtype="string")), ["age", "site", "ecog"], VARIABLES)
     X = design_matrix(cohort_frame(text), ["age", "site", "ecog"], VARIABLES)
     pd.testing.assert_frame_equal(X, expected)
-    assert list(X.columns) == ["age", "site=pancreas", "site=other", "ecog"]   # configured order, first present the reference
+    # the configured order, the first level present the reference
+    assert list(X.columns) == ["age", "site=pancreas", "site=other", "ecog"]
     assert X["site=pancreas"].isna().sum() == 5
 
 
