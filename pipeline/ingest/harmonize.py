@@ -691,13 +691,20 @@ def merge_centers(parts: list[tuple[pa.Table, pd.DataFrame, dict]], id_column: s
 
 
 def _ids_in_several_centers(accepted: pa.Table, id_column: str) -> np.ndarray:
-    """Per accepted row, whether its id is accepted in two or more centers."""
-    pairs = pa.table({"id": accepted[id_column], "center": accepted["center"]})
-    centers = pairs.group_by("id").aggregate([("center", "count_distinct")])
-    repeated = centers.filter(pc.greater(centers["center_count_distinct"], 1))["id"]
+    """Per accepted row, whether its id is accepted in two or more centers. Only the rows whose id
+    occurs more than once (usually none: a center's accepted ids are unique) are looked at in pandas."""
+    ids = accepted[id_column]
+    counts = pc.value_counts(ids)
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    shared = np.zeros(len(accepted), bool)
     if not len(repeated):
-        return np.zeros(len(accepted), bool)
-    return pc.is_in(accepted[id_column], value_set=repeated.combine_chunks()).to_numpy(zero_copy_only=False)
+        return shared
+    candidates = np.flatnonzero(pc.is_in(ids, value_set=repeated).to_numpy(zero_copy_only=False))
+    rows = accepted.take(candidates).select([id_column, "center"]).to_pandas()
+    pairs = rows.drop_duplicates()
+    several = pairs[id_column][pairs[id_column].duplicated(keep=False)]
+    shared[candidates] = rows[id_column].isin(several).to_numpy()
+    return shared
 
 
 def _missing_after_move(part: pa.Table, moved: pd.DataFrame | None, center: str) -> dict[str, int]:
