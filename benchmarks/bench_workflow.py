@@ -15,9 +15,12 @@ replaced) into benchmarks/out/<size>/, runs `snakemake --cores 2` on it, and rep
   process tree (Snakemake plus the jobs running at the same time).
 
 The survival rule is also reported on its own, because its cost scales with `bootstrap`, which is
-kept at the demo config's value.
+kept at the demo config's value. ``--until match`` runs only the data path up to a rule (Snakemake's
+``--until``): ingest, merge, cohort, propensity and match, e.g. for a registry too large for the
+later rules on this machine.
 
     python benchmarks/bench_workflow.py [--sizes 100000 1000000] [--cores 2] [--out benchmarks/out]
+                                        [--only ANALYSIS] [--until RULE]
 """
 from __future__ import annotations
 
@@ -140,10 +143,10 @@ def _rule_of_worker(name: str) -> str | None:
     return None
 
 
-def run_workflow(config: Path, cores: int) -> dict:
+def run_workflow(config: Path, cores: int, until: str | None = None) -> dict:
     study = config.parent
     command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(study), "--configfile", str(config),
-               "--cores", str(cores)]
+               "--cores", str(cores), *(["--until", until] if until else [])]
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sampler = ProcessSampler(psutil.Process(child.pid))
@@ -226,13 +229,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     parser.add_argument("--only", metavar="ANALYSIS", help="run only this analysis of the demo config "
                         "(without its subgroups and sensitivity variants)")
+    parser.add_argument("--until", metavar="RULE", help="run the workflow only up to this rule (e.g. match)")
     args = parser.parse_args(argv)
     for n in args.sizes:
         label = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
         t0 = time.perf_counter()
         config = write_study(args.out / f"workflow_{label}", n, args.only)
         print(f"{label}: registry written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        run = run_workflow(config, args.cores)
+        run = run_workflow(config, args.cores, args.until)
         bootstrap = max(a["survival"]["bootstrap"] for a in yaml.safe_load(config.read_text())["analyses"].values())
         print_report(label, n, run, rule_rows(config.parent, run["jobs"]), bootstrap, args.cores)
     return 0

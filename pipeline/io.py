@@ -97,7 +97,13 @@ def _spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _has_carriage_return(frame: pd.DataFrame) -> bool:
     columns = [frame.columns.to_series(), *(frame.iloc[:, i] for i in range(frame.shape[1]))]
-    return any("\r" in "".join(map(str, cells.to_numpy(object))) for cells in columns if cells.dtype.kind == "O")
+    return any(_holds(cells, "\r") for cells in columns if cells.dtype.kind == "O")
+
+
+def _holds(cells: pd.Series, character: str) -> bool:
+    if isinstance(cells.dtype, pd.StringDtype):     # searched where the text is stored
+        return bool(cells.str.contains(character, regex=False).any())
+    return character in "".join(map(str, cells.to_numpy(object)))
 
 
 def _safe_column(values: pd.Series) -> pd.Series:
@@ -111,6 +117,8 @@ def _safe_column(values: pd.Series) -> pd.Series:
         if not negative_infinity.any():
             return values
         return values.astype(object).mask(negative_infinity, ESCAPE + "-inf")
+    if isinstance(values.dtype, pd.StringDtype) and not values.str.match(FORMULA_START).any():
+        return values       # no cell starts like a formula (a text column of ids, say): nothing to escape
     present = values.notna().to_numpy()
     codes, uniques = pd.factorize(values[present].astype(str))   # the cells as to_csv writes them
     escaped = _escaped(pd.Series(uniques, dtype=object)).to_numpy(object)
@@ -200,14 +208,61 @@ def read_result_csv(path, **kwargs) -> pd.DataFrame:
 
 
 def write_parquet(frame: pd.DataFrame, path) -> None:
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    write_table(pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False), path)
+
+
+def write_table(table: pa.Table, path) -> None:
+    """Write an Arrow table as write_parquet writes a frame (a table made from a frame keeps its
+    pandas metadata, so pandas reads back the frame's dtypes)."""
     pq.write_table(table, path, compression="zstd")
 
 
-def read_parquet(path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a Parquet file this workflow wrote (only ``columns``, when given)."""
+ARROW_STRING = pd.StringDtype("pyarrow")
+"""How text columns are held between stages: pandas' string dtype stored in Arrow buffers (a
+million ids take some 15 MB instead of some 70 MB of Python objects), with the same values, missing
+values (pd.NA), comparisons and sort order as the default ``string`` dtype."""
+
+
+def read_parquet(path, columns: list[str] | None = None, categories=()) -> pd.DataFrame:
+    """Read a Parquet file this workflow wrote (only ``columns``, when given), its text columns as
+    ARROW_STRING (read without pyarrow's help, e.g. ``pd.read_parquet``, they are the ``string``
+    or object columns they were written from), those named in ``categories`` as pandas categoricals
+    (one small integer code per row; for columns a stage only carries or codes, as their categories
+    are in no particular order). text_column turns such a column back into ARROW_STRING."""
+    return arrow_frame(read_table(path, columns, categories))
+
+
+def read_table(path, columns: list[str] | None = None, categories=()) -> pa.Table:
+    """A Parquet file this workflow wrote as an Arrow table (only ``columns``, when given; the text
+    columns named in ``categories`` dictionary-encoded)."""
     with _readable(path):
-        return pd.read_parquet(path, columns=columns)
+        schema = pq.read_schema(path)
+        text = [name for name in categories if name in schema.names
+                and (pa.types.is_string(schema.field(name).type) or pa.types.is_large_string(schema.field(name).type))]
+        return pq.read_table(path, columns=columns, read_dictionary=text or None)
+
+
+def text_column(values: pd.Series) -> pd.Series:
+    """A categorical text column (read_parquet's ``categories``) as ARROW_STRING, other columns as they are."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return values
+    text = pa.chunked_array([pa.array(values.array).cast(pa.large_string())])
+    return pd.Series(pd.arrays.ArrowStringArray(text), index=values.index, name=values.name)
+
+
+def parquet_columns(path) -> list[str]:
+    """The column names of a Parquet file this workflow wrote, read from its footer."""
+    with _readable(path):
+        return pq.read_schema(path).names
+
+
+def arrow_frame(table: pa.Table) -> pd.DataFrame:
+    """A table as a frame, its text columns as ARROW_STRING (no Python object per cell). The table's
+    buffers are handed over as they are converted: do not use ``table`` afterwards."""
+    text = {pa.string(): ARROW_STRING, pa.large_string(): ARROW_STRING}
+    frame = table.to_pandas(types_mapper=text.get, self_destruct=True, split_blocks=True)
+    pa.default_memory_pool().release_unused()      # the converted columns' buffers, back to the system
+    return frame
 
 
 @contextmanager

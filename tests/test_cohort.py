@@ -115,3 +115,30 @@ def test_time_is_the_harmonized_follow_up_whatever_the_center_sent():
                              "months", id_column="pid")
     assert cohort["patient_id"].tolist() == ["1", "2", "3", "5"]
     assert cohort["time"].tolist() == [30 / 30.4375, 366 / 30.4375, 60 / 30.4375, 2.5]
+
+
+# --- the cohort rule reads only the registry columns it needs, carried ones as categoricals
+
+
+def test_cohort_from_the_columns_it_reads_equals_the_cohort_from_the_whole_registry(tmp_path):
+    from pipeline.design.cohort import carried_columns, registry_columns
+    from pipeline.io import ARROW_STRING, parquet_columns, read_parquet, write_parquet
+
+    registry = _registry().assign(unused=pd.array(["x"] * 6, dtype="string"), note=["n"] * 6)
+    registry["grade"] = pd.array(["G2", "G1", None, "G3", "G1", "G1"], dtype="string")   # a missing category
+    harmonized = registry.assign(**followup_columns(dict(registry.items()), OUTCOME, "days"))
+    write_parquet(harmonized, tmp_path / "harmonized.parquet")
+    selection = Selection.from_dict(dict(ANALYSIS, cohort=["burden == 1", "grade != 'G3'"], missing="indicator"))
+    columns = registry_columns(parquet_columns(tmp_path / "harmonized.parquet"), selection, OUTCOME, "pid")
+    assert columns == ["center", "pid", "treatment", "burden", "age", "grade", "start", "time", "event"]
+    carried = carried_columns(columns, selection, "pid")
+    assert "pid" not in carried and "grade" not in carried and "burden" not in carried   # id, criteria: text
+    read = read_parquet(tmp_path / "harmonized.parquet", columns=columns, categories=carried)
+    assert isinstance(read["center"].dtype, pd.CategoricalDtype) and read["pid"].dtype == ARROW_STRING
+    expected, expected_attrition = build_cohort(read_parquet(tmp_path / "harmonized.parquet"), selection, OUTCOME,
+                                                "days", id_column="pid")
+    cohort, attrition = build_cohort(read, selection, OUTCOME, "days", id_column="pid")
+    pd.testing.assert_frame_equal(cohort, expected)
+    assert attrition == expected_attrition and len(cohort) == attrition["n_final"] == 3
+    assert cohort["center"].dtype == ARROW_STRING and cohort["center"].tolist() == ["a", "a", "b"]
+    assert cohort["patient_id"].tolist() == ["1", "2", "5"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -139,7 +140,7 @@ def test_quarantine_keeps_hostile_raw_cells_exactly(tmp_path):
     raw = pd.DataFrame(rows, columns=header, dtype=object).assign(source_row=range(2, len(rows) + 2))
     part = harmonize_center(raw, "c", as_center(), variables, as_outcome({"time": "fu", "event": "dead"}), "c.csv",
                             "months")
-    _, quarantine, _ = merge_centers([part], "pid", "global")
+    _, quarantine, _ = merge_centers([(pa.Table.from_pandas(part[0]), *part[1:])], "pid", "global")
     assert len(quarantine) == len(rows)
     write_csv(quarantine, tmp_path / "quarantine.csv")
     assert formula_cells(tmp_path / "quarantine.csv") == []

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import ConfigError
-from pipeline.ingest.harmonize import harmonize_center, merge_centers
+from pipeline.ingest.harmonize import count_missing, harmonize_center, merge_centers
 from pipeline.ingest.extract import read_extract
 from tests.ingest_settings import as_center, as_outcome, as_variables
 
@@ -357,6 +357,14 @@ def test_real_files_semicolon_latin1_and_parquet_give_the_same_harmonized_rows(t
     assert len(from_csv) == 4
 
 
+def merged(parts, id_scope="global"):
+    """merge_centers on parts as the workflow reads them (accepted rows as an Arrow table), the
+    accepted rows back as a frame."""
+    accepted, quarantine, summary = merge_centers(
+        [(pa.Table.from_pandas(a, preserve_index=False), q, s) for a, q, s in parts], "patient_id", id_scope)
+    return accepted.to_pandas(), quarantine, summary
+
+
 def center_part(center, ids):
     rows = [list(r) for r in GOOD_ROWS[: len(ids)]]
     for row, pid in zip(rows, ids):
@@ -366,7 +374,7 @@ def center_part(center, ids):
 
 def test_merge_moves_ids_shared_across_centers_to_quarantine():
     parts = [center_part("a", ["X1", "X2", "X3"]), center_part("b", ["Y1", "X2"]), center_part("c", ["Z1"])]
-    accepted, quarantine, summary = merge_centers(parts, "patient_id", "global")
+    accepted, quarantine, summary = merged(parts)
     assert accepted["patient_id"].tolist() == ["X1", "X3", "Y1", "Z1"]
     assert quarantine[["center", "source_row"]].values.tolist() == [["a", 3], ["b", 3]]
     assert set(quarantine["reason_code"]) == {"duplicate_id_across_centers"}
@@ -380,12 +388,22 @@ def test_merge_moves_ids_shared_across_centers_to_quarantine():
     assert summary["total"]["reasons"] == {"duplicate_id_across_centers": 2}
 
 
+def test_missing_counts_leave_with_the_rows_moved_to_quarantine():
+    parts = [center_part("a", ["X1", "X2", "X3"]), center_part("b", ["X3"])]   # a's X3: ecog, functional missing
+    assert parts[0][2]["missing"]["ecog"] == 1 and parts[0][2]["missing"]["functional"] == 1
+    accepted, _, summary = merged(parts)
+    assert accepted["patient_id"].tolist() == ["X1", "X2"]
+    for center in ("a", "b"):
+        assert summary["centers"][center]["missing"] == count_missing(accepted[accepted["center"] == center])
+    assert summary["centers"]["a"]["missing"]["ecog"] == 0 and summary["total"]["missing"]["functional"] == 0
+
+
 def test_with_center_scope_each_center_numbers_its_own_patients():
     parts = [center_part("a", ["1", "2", "3"]), center_part("b", ["1", "2"])]
-    accepted, quarantine, summary = merge_centers(parts, "patient_id", "center")
+    accepted, quarantine, summary = merged(parts, "center")
     assert accepted["patient_id"].tolist() == ["a:1", "a:2", "a:3", "b:1", "b:2"]
     assert quarantine.empty and summary["total"]["accepted"] == 5
-    _, shared, _ = merge_centers(parts, "patient_id", "global")       # the same ids, one consortium-wide numbering
+    _, shared, _ = merged(parts)       # the same ids, one consortium-wide numbering
     assert shared["reason_code"].tolist() == ["duplicate_id_across_centers"] * 4
 
 
@@ -393,7 +411,7 @@ def test_with_center_scope_duplicates_within_a_center_are_still_quarantined_with
     rows = [list(r) for r in GOOD_ROWS[:3]]
     rows[0][0], rows[1][0], rows[2][0] = "7", "7", "8"
     part = harmonize_raw(raw_frame(rows), center_id="a", source_file="a.csv")
-    accepted, quarantine, _ = merge_centers([part, center_part("b", ["7"])], "patient_id", "center")
+    accepted, quarantine, _ = merged([part, center_part("b", ["7"])], "center")
     assert accepted["patient_id"].tolist() == ["a:8", "b:7"]
     assert quarantine["reason_code"].tolist() == ["duplicate_id", "duplicate_id"]
     assert quarantine["pid"].tolist() == ["7", "7"]
@@ -403,7 +421,7 @@ def test_each_center_and_the_merge_log_what_they_did(caplog):
     rows = [*with_cell("alter", "sixty", row=1), [" "] * len(HEADER)]
     with caplog.at_level(logging.INFO, logger="pipeline.ingest"):
         bad = harmonize_raw(raw_frame(rows), center_id="z", source_file="z.csv")
-        merge_centers([bad, center_part("a", ["P1"])], "patient_id", "global")
+        merged([bad, center_part("a", ["P1"])])
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert "z (z.csv): 5 rows read, 3 accepted, 2 quarantined (empty_row 1, not_a_number 1); 0 warnings" in lines
     assert "a (a.csv): 1 rows read, 1 accepted, 0 quarantined; 0 warnings" in lines
@@ -413,7 +431,7 @@ def test_each_center_and_the_merge_log_what_they_did(caplog):
 
 def test_merge_keeps_config_order_and_each_centers_quarantine():
     bad = harmonize_raw(raw_frame(with_cell("alter", "sixty", row=1)), center_id="z", source_file="z.csv")
-    accepted, quarantine, summary = merge_centers([bad, center_part("a", ["A1"])], "patient_id", "global")
+    accepted, quarantine, summary = merged([bad, center_part("a", ["A1"])])
     assert list(summary["centers"]) == ["z", "a"]
     assert accepted["center"].tolist() == ["z"] * 3 + ["a"]
     assert quarantine["center"].tolist() == ["z"] and quarantine.loc[0, "alter"] == "sixty"
@@ -425,8 +443,8 @@ def test_merge_orders_quarantine_numerically_after_a_text_round_trip():
     for i in (7, 10):
         rows[i][HEADER.index("alter")] = "sixty"
     accepted, quarantine, summary = harmonize(rows)
-    _, merged, _ = merge_centers([(accepted, quarantine.astype("string"), summary)], "patient_id", "global")
-    assert merged["source_row"].tolist() == [9, 12] and merged["source_row"].dtype == "int64"
+    _, merged_quarantine, _ = merged([(accepted, quarantine.astype("string"), summary)])
+    assert merged_quarantine["source_row"].tolist() == [9, 12] and merged_quarantine["source_row"].dtype == "int64"
 
 
 # --- property: corrupting cells never crashes and quarantines exactly the corrupted rows

@@ -395,7 +395,8 @@ def test_utf8_declared_latin1_is_read_as_declared_with_a_warning(tmp_path, caplo
     [warning] = summary["warnings"]
     assert "c.csv" in warning and "valid UTF-8" in warning and "set read.encoding: utf-8" in warning
     assert warning in caplog.text
-    _, _, merged = merge_centers([(accepted, pd.DataFrame(columns=["center", "source_row"]), summary)], "pid", "global")
+    part = (pa.Table.from_pandas(accepted), pd.DataFrame(columns=["center", "source_row"]), summary)
+    _, _, merged = merge_centers([part], "pid", "global")
     assert merged["centers"]["c"]["warnings"] == [warning]
 
 

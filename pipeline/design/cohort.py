@@ -10,6 +10,7 @@ import pandas as pd
 
 from pipeline.config.settings import Outcome, Selection, Treatment
 from pipeline.ingest.followup import DAYS_PER_UNIT
+from pipeline.io import text_column
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,26 @@ def build_cohort(harmonized: pd.DataFrame, selection: Selection, outcome: Outcom
     }
     log.info("cohort: %d of %d registry rows in %d steps", attrition["n_final"], attrition["n_registry"], len(steps))
     return cohort, {**cohort_estimability(attrition, treatment), **attrition}
+
+
+def registry_columns(columns, selection: Selection, outcome: Outcome, id_column: str = "patient_id") -> list[str]:
+    """The registry columns (of ``columns``, in their order) that build_cohort reads for ``selection``:
+    the id, center, arm, covariates, needed columns, the columns the inclusion criteria name and the
+    outcome (with time_zero, which index_year derives from). Reading only these keeps the other
+    variables of a large registry out of memory."""
+    criteria = [name for query in selection.cohort for name in _query_columns(query, columns)]
+    wanted = {id_column, "center", selection.treatment.column, *selection.covariates, *selection.needed, *criteria,
+              "time", "event", *([outcome.time_zero] if outcome.from_dates else [])}
+    return [name for name in columns if name in wanted]
+
+
+def carried_columns(columns, selection: Selection, id_column: str = "patient_id") -> list[str]:
+    """Of the registry columns build_cohort reads, those it only carries into the cohort or tests
+    for equality (the arm): they may come as categoricals (pipeline.io.read_parquet's
+    ``categories``), one small code per row. The id and the columns the inclusion criteria
+    compare (possibly by order) stay text."""
+    criteria = {name for query in selection.cohort for name in _query_columns(query, columns)}
+    return [name for name in columns if name != id_column and name not in criteria]
 
 
 def cohort_estimability(attrition: dict, treatment: Treatment) -> dict:
@@ -140,12 +161,13 @@ def _handle_missing(data: pd.DataFrame, keep: np.ndarray, selection: Selection) 
 
 
 def _cohort_frame(data: pd.DataFrame, rows: np.ndarray, selection: Selection) -> pd.DataFrame:
-    """The kept rows of the columns the analysis uses, with `treated` (the one arm column)."""
+    """The kept rows of the columns the analysis uses, with `treated` (the one arm column); text
+    columns read as categoricals (carried_columns) are text again."""
     treatment = selection.treatment
     treated = (data[treatment.column].iloc[rows] == treatment.treated).to_numpy()
     wanted = ["patient_id", "center", "treated", *selection.covariates, *selection.needed, "time", "event"]
     columns = [c for c in dict.fromkeys(wanted) if c in data.columns or c == "treated"]
     return pd.DataFrame({
-        name: treated if name == "treated" else data[name].iloc[rows].reset_index(drop=True)
+        name: treated if name == "treated" else text_column(data[name].iloc[rows].reset_index(drop=True))
         for name in columns
     })

@@ -11,19 +11,22 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.config.settings import Matching, PropensityDesign, Variable, Weighting
 from pipeline.design import matching as matching_methods
 from pipeline.design import weighting as weighting_schemes
 from pipeline.design.balance import balance_failed, balance_table, constant_covariates
 from pipeline.design.matching.common import MatchResult, common_support, matching_distance
-from pipeline.design.propensity import fit_propensity
+from pipeline.design.propensity import MODELS, fit_propensity
 from pipeline.design.propensity.common import PropensityFit
 from pipeline.design.propensity.design_matrix import covariate_matrix
 from pipeline.design.propensity.diagnostics import ps_diagnostics
 from pipeline.design.table_one import table_one
 from pipeline.design.weighting.common import kish_ess, unweighable
 from pipeline.errors import NotEstimable
+from pipeline.io import text_column
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,21 @@ def _derived_variable(kind: str, levels: tuple[str, ...] | None = None) -> Varia
 
 # --- propensity -----------------------------------------------------------------------------------
 
+def propensity_columns(design: PropensityDesign) -> list[str]:
+    """The cohort columns propensity_stage reads: the id, the arm, the covariates, the strata of
+    propensity.within and a precomputed score."""
+    propensity = design.propensity
+    score = [propensity.column] if propensity.model == "precomputed" else []
+    return list(dict.fromkeys(["patient_id", "treated", *design.covariates, *propensity.within, *score]))
+
+
+def coded_columns(design: PropensityDesign) -> list[str]:
+    """The covariates propensity_stage only codes into the design matrix: they may come as
+    categoricals (pipeline.io.read_parquet's ``categories``); the strata of propensity.within,
+    whose order names the strata's coefficients, stay text."""
+    return [name for name in design.covariates if name not in design.propensity.within]
+
+
 def propensity_stage(cohort: pd.DataFrame, design: PropensityDesign, variables: dict[str, Variable],
                      seed: int) -> tuple[pd.DataFrame, dict]:
     """Scores, matching distance and common-support discards (propensity.parquet) and the model's
@@ -58,7 +76,7 @@ def propensity_stage(cohort: pd.DataFrame, design: PropensityDesign, variables: 
     distance, unmatchable = matching_distance(fit.ps, design.caliper_scale)
     discarded = common_support(fit.ps, treated, design.discard) | unmatchable
     scores = pd.DataFrame({
-        "patient_id": cohort["patient_id"].to_numpy(),
+        "patient_id": cohort["patient_id"].array,
         "group": np.where(treated, ARM_NAMES[True], ARM_NAMES[False]),
         "ps": fit.ps,
         "distance": distance,
@@ -89,8 +107,10 @@ def _fit_within(cohort: pd.DataFrame, treated: np.ndarray, design: PropensityDes
     exactly as a site holding only that stratum would fit it; the strata's coefficients are then keyed
     by stratum ("center=center_a") and their warnings prefixed with it."""
     propensity = design.propensity
+    intercept = MODELS[propensity.model].intercept
     if not propensity.within:
-        X = covariate_matrix(cohort, design.covariates, design.missing, analysis_variables(variables, cohort))
+        X = covariate_matrix(cohort, design.covariates, design.missing, analysis_variables(variables, cohort),
+                             intercept)
         return fit_propensity(X, treated, propensity, seed, cohort)
     ps = np.empty(len(cohort))
     coefficients, warnings, converged = {}, [], True
@@ -99,13 +119,14 @@ def _fit_within(cohort: pd.DataFrame, treated: np.ndarray, design: PropensityDes
         label = ", ".join(f"{var}={value}" for var, value in zip(propensity.within, np.atleast_1d(key)))
         if stratum["treated"].all() or not stratum["treated"].any():
             raise NotEstimable(f"the propensity model is fitted within {label}, which has only one arm")
-        X = covariate_matrix(stratum, design.covariates, design.missing, analysis_variables(variables, stratum))
+        X = covariate_matrix(stratum, design.covariates, design.missing, analysis_variables(variables, stratum),
+                             intercept)
         fit = fit_propensity(X, treated[rows], propensity, seed, stratum)
         ps[rows] = fit.ps
         coefficients[label] = fit.coefficients
         warnings += [f"{label}: {warning}" for warning in fit.warnings]
         converged &= fit.converged
-        log.info("propensity within %s: %d patients, %d design columns", label, len(rows), X.shape[1])
+        log.info("propensity within %s: %d patients, %d design columns", label, len(rows), X.shape[1] - intercept)
     return PropensityFit(ps, fit.model, coefficients, converged, warnings)
 
 
@@ -154,7 +175,7 @@ def _matched_sample(scores: pd.DataFrame, treated: np.ndarray, result: MatchResu
     """The patients with a weight; ``subclasses``: whether they belong to one matched set each."""
     keep = result.weights > 0
     return pd.DataFrame({
-        "patient_id": scores["patient_id"].to_numpy()[keep],
+        "patient_id": scores["patient_id"].array[keep],
         "treated": treated[keep],
         "subclass": _subclass_column(result.subclass[keep], subclasses),
         "weight": result.weights[keep],
@@ -165,10 +186,10 @@ def _matched_sample(scores: pd.DataFrame, treated: np.ndarray, result: MatchResu
 
 def _pairs_by_id(scores: pd.DataFrame, result: MatchResult) -> pd.DataFrame:
     """pairs.parquet: the result's pairs with the patients' ids."""
-    ids = scores["patient_id"].to_numpy()
+    ids = scores["patient_id"].array
     return pd.DataFrame({
-        "treated_id": ids[result.pairs["treated_index"].to_numpy()],
-        "control_id": ids[result.pairs["control_index"].to_numpy()],
+        "treated_id": ids.take(result.pairs["treated_index"].to_numpy()),
+        "control_id": ids.take(result.pairs["control_index"].to_numpy()),
         "slot": result.pairs["slot"].to_numpy(),
         "distance_diff": result.pairs["distance_diff"].to_numpy(),
     })
@@ -176,9 +197,10 @@ def _pairs_by_id(scores: pd.DataFrame, result: MatchResult) -> pd.DataFrame:
 
 def published_matched(matched: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
     """matched.csv: the matched sample with each patient's center (from ``cohort``: patient_id,
-    center) and its arm as the published ``group`` column."""
+    center, as text or categorical) and its arm as the published ``group`` column."""
     group = np.where(matched["treated"].to_numpy(bool), ARM_NAMES[True], ARM_NAMES[False])
-    center = cohort.set_index("patient_id")["center"].reindex(matched["patient_id"]).to_numpy()
+    rows = id_positions(matched["patient_id"], cohort["patient_id"])
+    center = text_column(pd.Series(cohort["center"].array.take(rows, allow_fill=True))).array
     return pd.DataFrame({"patient_id": matched["patient_id"], "center": center, "group": group,
                          **{c: matched[c] for c in ("subclass", "weight", "ps", "distance")}})
 
@@ -245,9 +267,16 @@ def _weights_summary(weights: np.ndarray) -> dict:
 
 # --- balance --------------------------------------------------------------------------------------
 
+def id_positions(ids: pd.Series, among: pd.Series) -> np.ndarray:
+    """The position of each of ``ids`` in ``among`` (the first, if it occurs twice; -1 where absent).
+    Arrow hashes the ids as they are stored: no Python string per id, as a pandas index would build."""
+    found = pc.index_in(pa.array(ids), value_set=pa.array(among))
+    return found.fill_null(-1).to_numpy().astype(np.int64)
+
+
 def matching_weights(cohort: pd.DataFrame, matched: pd.DataFrame) -> np.ndarray:
     """Weight per cohort row (0 for the unmatched)."""
-    rows = pd.Index(matched["patient_id"]).get_indexer(cohort["patient_id"])
+    rows = id_positions(cohort["patient_id"], matched["patient_id"])
     return np.where(rows >= 0, matched["weight"].to_numpy(float)[rows], 0.0)
 
 

@@ -69,6 +69,8 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.config.settings import Center, Outcome, ReadOptions, Variable
 from pipeline.errors import ConfigError
@@ -622,8 +624,12 @@ def _joined(table: pd.DataFrame, column: str, sep: str) -> np.ndarray:
 
 def count_missing(accepted: pd.DataFrame) -> dict[str, int]:
     """Missing values per harmonized variable among accepted rows."""
-    return {col: int(accepted[col].isna().sum()) for col in accepted.columns
-            if col not in ("center", SOURCE_ROW, *OUTCOME_COLUMNS)}
+    return {col: int(accepted[col].isna().sum()) for col in counted_columns(accepted.columns)}
+
+
+def counted_columns(columns) -> list[str]:
+    """The columns whose missing values the summary counts: the variables."""
+    return [col for col in columns if col not in ("center", SOURCE_ROW, *OUTCOME_COLUMNS)]
 
 
 def check_accounting(summary: dict, where: str) -> None:
@@ -638,8 +644,8 @@ def check_accounting(summary: dict, where: str) -> None:
 # ---------------------------------------------------------------- all centers
 
 
-def merge_centers(parts: list[tuple[pd.DataFrame, pd.DataFrame, dict]], id_column: str, id_scope: str
-                  ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def merge_centers(parts: list[tuple[pa.Table, pd.DataFrame, dict]], id_column: str, id_scope: str
+                  ) -> tuple[pa.Table, pd.DataFrame, dict]:
     """Concatenate centers (in the given order) and quarantine ids accepted in more than one center
     (``id_column`` names the id variable; ``id_scope``: registry.id_scope).
 
@@ -647,31 +653,36 @@ def merge_centers(parts: list[tuple[pd.DataFrame, pd.DataFrame, dict]], id_colum
     every accepted copy of an id accepted in several centers moves to quarantine with
     ``duplicate_id_across_centers``; its raw values there are the harmonized values as text (the
     accepted frame keeps no raw cells).
+
+    The accepted rows stay an Arrow table (each center's part as it was read, not copied into one
+    frame): only the moved rows become a pandas frame.
     """
     order = {summary["center"]: i for i, (_, _, summary) in enumerate(parts)}
-    accepted = pd.concat([p[0] for p in parts], ignore_index=True)
+    accepted = pa.concat_tables([p[0] for p in parts])
     if id_scope == "center":
-        accepted[id_column] = accepted["center"] + ":" + accepted[id_column]
+        ids = pc.binary_join_element_wise(accepted["center"], accepted[id_column], ":")
+        accepted = accepted.set_column(accepted.schema.get_field_index(id_column), id_column, ids)
     quarantine = pd.concat([p[1] for p in parts], ignore_index=True)
     quarantine[SOURCE_ROW] = quarantine[SOURCE_ROW].astype("int64")  # parts may come back from text storage
     summaries = {s["center"]: {k: v for k, v in s.items() if k != "center"} for _, _, s in parts}
     for summary in summaries.values():
         summary["reasons"] = dict(summary["reasons"])
     shared = _ids_in_several_centers(accepted, id_column)
-    if shared.any():
-        moved = _as_quarantine(accepted[shared], id_column, summaries)
-        quarantine = pd.concat([quarantine, moved], ignore_index=True)
-        for center, n in moved["center"].value_counts().items():
+    moved = accepted.filter(shared).to_pandas() if shared.any() else None
+    if moved is not None:
+        moved_rows = _as_quarantine(moved, id_column, summaries)
+        quarantine = pd.concat([quarantine, moved_rows], ignore_index=True)
+        for center, n in moved_rows["center"].value_counts().items():
             s = summaries[center]
             s["accepted"] -= int(n)
             s["quarantined"] += int(n)
             s["reasons"]["duplicate_id_across_centers"] = s["reasons"].get("duplicate_id_across_centers", 0) + int(n)
             s["reasons"] = dict(sorted(s["reasons"].items()))
             log.info("%s: %d accepted rows moved to quarantine (duplicate_id_across_centers)", center, n)
-        accepted = accepted[~shared].reset_index(drop=True)
+        accepted = accepted.filter(~shared)
     quarantine = _sorted_by_center(quarantine, order)
-    for center, s in summaries.items():
-        s["missing"] = count_missing(accepted[accepted["center"] == center])
+    for (part, _, _), (center, s) in zip(parts, summaries.items()):
+        s["missing"] = _missing_after_move(part, moved, center)
         check_accounting(s, center)
     total = _total(summaries)
     log.info("%d centers: %d rows read, %d accepted, %d quarantined", len(summaries), total["rows_read"],
@@ -679,12 +690,31 @@ def merge_centers(parts: list[tuple[pd.DataFrame, pd.DataFrame, dict]], id_colum
     return accepted, quarantine, {"centers": summaries, "total": total}
 
 
-def _ids_in_several_centers(accepted: pd.DataFrame, id_column: str) -> np.ndarray:
-    if accepted.empty:
-        return np.zeros(0, bool)
-    pairs = accepted[[id_column, "center"]].drop_duplicates()
-    repeated = pairs[id_column][pairs[id_column].duplicated(keep=False)]
-    return accepted[id_column].isin(repeated).to_numpy()
+def _ids_in_several_centers(accepted: pa.Table, id_column: str) -> np.ndarray:
+    """Per accepted row, whether its id is accepted in two or more centers. Only the rows whose id
+    occurs more than once (usually none: a center's accepted ids are unique) are looked at in pandas."""
+    ids = accepted[id_column]
+    counts = pc.value_counts(ids)
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    shared = np.zeros(len(accepted), bool)
+    if not len(repeated):
+        return shared
+    candidates = np.flatnonzero(pc.is_in(ids, value_set=repeated).to_numpy(zero_copy_only=False))
+    rows = accepted.take(candidates).select([id_column, "center"]).to_pandas()
+    pairs = rows.drop_duplicates()
+    several = pairs[id_column][pairs[id_column].duplicated(keep=False)]
+    shared[candidates] = rows[id_column].isin(several).to_numpy()
+    return shared
+
+
+def _missing_after_move(part: pa.Table, moved: pd.DataFrame | None, center: str) -> dict[str, int]:
+    """count_missing of a center's accepted rows once its rows in ``moved`` have left: the part's
+    missing values (Arrow holds pandas' NaN and NA alike as nulls) less those of its moved rows."""
+    missing = {name: part[name].null_count for name in counted_columns(part.column_names)}
+    if moved is not None:
+        for name, n in count_missing(moved[moved["center"] == center]).items():
+            missing[name] -= n
+    return missing
 
 
 def _as_quarantine(rows: pd.DataFrame, id_column: str, summaries: dict) -> pd.DataFrame:

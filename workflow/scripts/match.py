@@ -11,8 +11,9 @@ def main(smk):
     mahalanobis = smk.params.mahalanobis      # None unless matching on the Mahalanobis distance
     extra = mahalanobis["covariates"] if mahalanobis else []
     cohort = read_parquet(smk.input.cohort,
-                          columns=list(dict.fromkeys(["patient_id", "center", "treated", *matching.exact, *extra])))
-    scores = read_parquet(smk.input.scores)
+                          columns=list(dict.fromkeys(["patient_id", "center", "treated", *matching.exact, *extra])),
+                          categories=[] if "center" in [*matching.exact, *extra] else ["center"])
+    scores = read_parquet(smk.input.scores, columns=["patient_id", "ps", "distance", "discarded"])
     covariates = None
     if mahalanobis:
         variables = {name: Variable.from_dict(spec) for name, spec in mahalanobis["variables"].items()}

@@ -6,8 +6,8 @@ from pipeline.io import read_parquet, run_script, write_csv, write_json, write_p
 
 
 def main(smk):
-    cohort = read_parquet(smk.input.cohort, columns=["patient_id", "center", "treated"])
-    scores = read_parquet(smk.input.scores)
+    cohort = read_parquet(smk.input.cohort, columns=["patient_id", "center", "treated"], categories=["center"])
+    scores = read_parquet(smk.input.scores, columns=["patient_id", "ps", "distance", "discarded"])
     matched, pairs, summary = weighting_stage(cohort, scores, Weighting.from_dict(smk.params.weighting))
     write_parquet(matched, smk.output.matched)
     write_parquet(pairs, smk.output.pairs)

@@ -33,11 +33,14 @@ class PropensityModel:
     booleans, ``propensity`` the analysis's Propensity settings, ``cohort`` the analysis cohort (for
     a model that reads a column of its own, as the precomputed score). ``describe(propensity,
     covariates)``: the methods paragraph's sentence; ``covariates`` are the covariates as the report
-    names them (labels), in the analysis's order.
+    names them (labels), in the analysis's order. ``intercept``: the model is fitted with an
+    intercept, and ``X`` may come with its column of ones first (design_matrix's ``intercept``), so
+    that the fit uses X's storage as its design matrix instead of a copy.
     """
 
     fit: Callable[[pd.DataFrame, np.ndarray, Propensity, int, pd.DataFrame | None], PropensityFit]
     describe: Callable[[Propensity, Sequence[str]], str]
+    intercept: bool = False
 
 
 def checked_inputs(X: pd.DataFrame, treated: np.ndarray) -> np.ndarray:

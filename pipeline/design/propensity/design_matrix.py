@@ -2,6 +2,8 @@
 missing-indicator method for analyses with ``missing: indicator``."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -10,16 +12,19 @@ from pipeline.errors import ConfigError, DataError
 
 MISSING_LEVEL = "(missing)"
 MISSING_SUFFIX = "_missing"
+INTERCEPT = "(Intercept)"
 _NUMERIC_TYPES = ("numeric", "integer", "binary")
 
 
-def covariate_matrix(cohort: pd.DataFrame, covariates, missing: str, variables: dict[str, Variable]) -> pd.DataFrame:
+def covariate_matrix(cohort: pd.DataFrame, covariates, missing: str, variables: dict[str, Variable],
+                     intercept: bool = False) -> pd.DataFrame:
     """Design matrix of an analysis's covariates, with missingness indicators when ``missing`` is
-    "indicator". ``variables`` holds every covariate's Variable (center and index_year included)."""
+    "indicator". ``variables`` holds every covariate's Variable (center and index_year included).
+    With ``intercept``, see design_matrix."""
     data, columns = cohort, list(covariates)
     if missing == "indicator":
         data, columns = add_missing_indicators(cohort, columns, variables)
-    return design_matrix(data, columns, variables)
+    return design_matrix(data, columns, variables, intercept)
 
 
 def variable_type(name: str, variables: dict[str, Variable]) -> str:
@@ -41,7 +46,8 @@ def _as_float(column: pd.Series) -> np.ndarray:
 
 def category_codes(name: str, column: pd.Series, levels: list[str]) -> np.ndarray:
     """Index of each value in ``levels`` (-1 where missing); a value outside ``levels`` is a DataError."""
-    values = column.astype("string")
+    coded = isinstance(column.dtype, (pd.StringDtype, pd.CategoricalDtype))   # no Python string per row
+    values = column if coded else column.astype("string")
     codes = pd.Categorical(values, categories=list(levels)).codes.astype(np.int64)
     unknown = (codes < 0) & values.notna().to_numpy()
     if unknown.any():
@@ -50,8 +56,9 @@ def category_codes(name: str, column: pd.Series, levels: list[str]) -> np.ndarra
     return codes
 
 
-def _one_hot(name: str, column: pd.Series, variable: Variable) -> pd.DataFrame:
-    """Indicator columns "<var>=<level>" for every present level except the reference (the first present one).
+def _one_hot(name: str, column: pd.Series, variable: Variable) -> list[tuple[str, Callable]]:
+    """Indicator columns "<var>=<level>" for every present level except the reference (the first present one),
+    each as its name and a function that fills a column of the matrix with it.
 
     Levels are the configured ones plus "(missing)", the fill level of add_missing_indicators.
     """
@@ -59,37 +66,54 @@ def _one_hot(name: str, column: pd.Series, variable: Variable) -> pd.DataFrame:
     codes = category_codes(name, column, allowed)
     present = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(allowed)))
     missing = codes < 0
-    dummies = {}
-    for index in present[1:]:
-        indicator = (codes == index).astype(float)
-        indicator[missing] = np.nan
-        dummies[f"{name}={allowed[index]}"] = indicator
-    return pd.DataFrame(dummies, index=column.index)
+
+    def indicator(index: int) -> Callable:
+        def fill(column: np.ndarray) -> None:
+            np.equal(codes, index, out=column, casting="unsafe")
+            column[missing] = np.nan
+        return fill
+
+    return [(f"{name}={allowed[index]}", indicator(index)) for index in present[1:]]
 
 
-def design_matrix(df: pd.DataFrame, covariates: list[str], variables: dict[str, Variable]) -> pd.DataFrame:
-    """Float model matrix (no intercept): numeric/integer/binary as is, categories one-hot with a reference level.
+def _numeric(name: str, column: pd.Series) -> list[tuple[str, Callable]]:
+    def fill(out: np.ndarray) -> None:
+        out[:] = _as_float(column)
+    return [(name, fill)]
+
+
+def design_matrix(df: pd.DataFrame, covariates: list[str], variables: dict[str, Variable],
+                  intercept: bool = False) -> pd.DataFrame:
+    """Float model matrix: numeric/integer/binary as is, categories one-hot with a reference level.
 
     The reference level of a category is the first configured level present in the data; levels that no
     row has get no column (it would be constant zero). Missing values stay NaN: the caller chooses
-    complete-case analysis or add_missing_indicators() beforehand.
+    complete-case analysis or add_missing_indicators() beforehand. The matrix is one float64 block,
+    filled column by column (a large cohort's matrix is built once, without intermediate frames): each
+    column contiguous, or, with ``intercept``, a first column INTERCEPT of ones and each row contiguous,
+    as a regression with an intercept uses it (``to_numpy()`` then gives the matrix itself, not a copy).
     """
     absent = [c for c in covariates if c not in df.columns]
     if absent:
         raise DataError(f"covariates missing from the data: {absent}")
-    blocks = []
+    columns = []
     for name in covariates:
         kind = variable_type(name, variables)
         if kind in _NUMERIC_TYPES:
-            blocks.append(pd.DataFrame({name: _as_float(df[name])}, index=df.index))
+            columns += _numeric(name, df[name])
         elif kind == "category":
-            blocks.append(_one_hot(name, df[name], variables[name]))
+            columns += _one_hot(name, df[name], variables[name])
         else:
             raise ConfigError(f"covariate '{name}' has type '{kind}'; a propensity covariate must be "
                               f"numeric, integer, binary or category")
-    if not blocks:
-        return pd.DataFrame(index=df.index)
-    return pd.concat(blocks, axis=1)
+    if intercept:
+        columns.insert(0, (INTERCEPT, lambda column: column.fill(1.0)))
+        values = np.empty((len(df), len(columns)))
+    else:
+        values = np.empty((len(columns), len(df))).T
+    for j, (_, fill) in enumerate(columns):
+        fill(values[:, j])
+    return pd.DataFrame(values, index=df.index, columns=[name for name, _ in columns], copy=False)
 
 
 def add_missing_indicators(df: pd.DataFrame, covariates: list[str],
@@ -103,7 +127,7 @@ def add_missing_indicators(df: pd.DataFrame, covariates: list[str],
     extra column is added (it would be collinear with it). Covariates without missing values are untouched.
     Returns the new frame and the covariate list with the indicator names inserted after their variable.
     """
-    out = df.copy()
+    out = df.copy(deep=False)     # the columns filled below are replaced, not written into
     names: list[str] = []
     for name in covariates:
         names.append(name)

@@ -13,6 +13,7 @@ from scipy.special import expit
 from pipeline.config.settings import Propensity
 from pipeline.design.propensity.common import (R_GLM_EPS, PropensityFit, PropensityModel, checked_inputs,
                                                on_covariates)
+from pipeline.design.propensity.design_matrix import INTERCEPT
 from pipeline.design.propensity.splines import add_spline_terms
 
 _MAX_ITERATIONS = 50
@@ -31,7 +32,7 @@ def describe(propensity: Propensity, covariates: Sequence[str]) -> str:
             f"as R's glm) {on_covariates(propensity, covariates)}.")
 
 
-MODEL = PropensityModel(fit=fit, describe=describe)
+MODEL = PropensityModel(fit=fit, describe=describe, intercept=True)
 
 
 def _separation_warning(ps: np.ndarray, X: pd.DataFrame, treated: np.ndarray, converged: bool) -> list[str]:
@@ -120,6 +121,17 @@ def _maximum_likelihood(design: np.ndarray, y: np.ndarray, full_rank: bool):
         return result.params, bool(result.converged), caught
 
 
+def _with_intercept(X: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """The design matrix (ones, then X's columns; each row contiguous, as the fit's arithmetic has
+    always seen it) and the covariates without the intercept. X's own storage when X comes with its
+    intercept (design_matrix's ``intercept``), a new matrix otherwise."""
+    if len(X.columns) and X.columns[0] == INTERCEPT:
+        return np.ascontiguousarray(X.to_numpy(dtype=float)), X.iloc[:, 1:]
+    design = np.ones((len(X), X.shape[1] + 1))
+    design[:, 1:] = X.to_numpy(dtype=float)
+    return design, X
+
+
 def _fit_logistic(X: pd.DataFrame, treated: np.ndarray) -> PropensityFit:
     """Unpenalized ML logistic regression with an intercept: the estimates of R's glm(family = binomial)."""
     from statsmodels.tools import sm_exceptions
@@ -128,9 +140,8 @@ def _fit_logistic(X: pd.DataFrame, treated: np.ndarray) -> PropensityFit:
     # deprecations are not the analyst's concern.
     ignored = (sm_exceptions.PerfectSeparationWarning, sm_exceptions.SingularMatrixWarning,
                sm_exceptions.ConvergenceWarning, RuntimeWarning, DeprecationWarning, FutureWarning)
-    names = ["(Intercept)"] + list(X.columns)
-    design = np.ones((len(X), X.shape[1] + 1))
-    design[:, 1:] = X.to_numpy(dtype=float)
+    design, X = _with_intercept(X)
+    names = [INTERCEPT] + list(X.columns)
     notes = _rank_warning(design, names)
     params, converged, caught = _maximum_likelihood(design, treated.astype(float), full_rank=not notes)
     notes += sorted({f"logistic: {w.message}" for w in caught if not issubclass(w.category, ignored)})

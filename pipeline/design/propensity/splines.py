@@ -35,8 +35,10 @@ def add_spline_terms(X: pd.DataFrame, splines: dict[str, int]) -> pd.DataFrame:
 
     Knots sit at Harrell's default quantiles of the column; ``splines`` maps a column to its number of
     knots (3 to 7; the config checks that each names a continuous covariate). Balance is still assessed
-    on the original covariates.
+    on the original covariates. Without splines X itself is returned (not a copy).
     """
+    if not splines:
+        return X
     out = X.copy()
     for name, n_knots in splines.items():
         x = X[name].to_numpy(dtype=float)
