@@ -14,13 +14,14 @@ same files the first run wrote. Prints a table per rule: jobs, CPU seconds summe
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
 import pstats
 import runpy
 import subprocess
 import sys
 import tempfile
-import cProfile
+import traceback
 from collections import defaultdict
 from pathlib import Path
 
@@ -69,6 +70,8 @@ def run_job(script: Path, study: Path, profile_to: Path | None) -> tuple[str, fl
                 profiler.dump_stats(profile_to)
             os.write(writing, scope["snakemake"].rule.encode())
             status = 0
+        except BaseException:
+            traceback.print_exc()
         finally:
             os._exit(status)
     os.close(writing)
@@ -95,7 +98,7 @@ def main(argv=None) -> int:
             run_demo(study)
         study = study.resolve()
         scripts = sorted((study / ".snakemake" / "scripts").glob("*.py"), key=lambda path: path.stat().st_mtime)
-        jobserver._preload()
+        jobserver._preload()            # what the server imports before it takes jobs
         cpu, profiles = defaultdict(list), defaultdict(list)
         for number, script in enumerate(scripts):
             if args.scripts and workflow_script(script) not in args.scripts:
