@@ -89,15 +89,40 @@ def test_shareable_km_plot_hides_a_small_arm_and_rounds_the_numbers_at_risk():
     plt.close(fig)
 
 
+def bar_heights(ax) -> list[float]:
+    """The signed heights of the bars drawn on an overlap plot's panel (each bar a polygon from 0)."""
+    heights = []
+    for collection in ax.collections:
+        for path in collection.get_paths():
+            y = path.vertices[:, 1]
+            heights.append(y[np.argmax(np.abs(y))])
+    return heights
+
+
 def test_shareable_overlap_plot_leaves_out_bins_of_few_patients(tmp_path):
     ps = np.r_[np.full(6, 0.31), np.full(2, 0.71), np.full(8, 0.52)]     # bins of 6 and 2 treated, 8 controls
     treated = np.r_[np.ones(8, bool), np.zeros(8, bool)]
     labels = {"treated": "resection", "control": "IAT"}
-    bars = {min_cell: [p.get_height() for p in overlap_plot(ps, treated, np.ones(16), tmp_path / "o.png", labels,
-                                                            min_cell=min_cell).axes[0].patches if p.get_height()]
+    bars = {min_cell: bar_heights(overlap_plot(ps, treated, np.ones(16), tmp_path / "o.png", labels,
+                                               min_cell=min_cell).axes[0])
             for min_cell in (None, 5)}
     assert sorted(bars[None]) == pytest.approx([-1.0, 0.25, 0.75])
     assert sorted(bars[5]) == pytest.approx([-1.0, 0.75])
+    plt.close("all")
+
+
+def test_overlap_plot_draws_each_arms_bins_before_and_after_with_their_weights(tmp_path):
+    ps = np.r_[0.11, 0.12, 0.33, 0.64, 0.26, 0.27, 0.28, 0.91]
+    treated = np.r_[np.ones(4, bool), np.zeros(4, bool)]
+    weights = np.r_[1.0, 1.0, 0.0, 2.0, 1.0, 0.0, 0.0, 3.0]
+    fig = overlap_plot(ps, treated, weights, tmp_path / "o.png", {"treated": "resection", "control": "IAT"})
+    before, after = fig.axes
+    for ax in (before, after):
+        assert [collection.get_label() for collection in ax.collections] == ["resection", "IAT"]
+    # before: shares of the arms' patients; after: of their weights (a weight of 0 leaves its bin empty)
+    assert sorted(bar_heights(before)) == pytest.approx([-0.5, -0.25, -0.25, 0.25, 0.25, 0.5])
+    assert sorted(bar_heights(after)) == pytest.approx([-0.75, -0.25, 0.5, 0.5])
+    assert [t.get_text() for t in after.get_legend().get_texts()] == ["resection", "IAT"]
     plt.close("all")
 
 

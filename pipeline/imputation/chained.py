@@ -30,13 +30,17 @@ import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from pipeline.config.settings import Imputation, Variable
 from pipeline.design.propensity.design_matrix import category_codes
 from pipeline.errors import NotEstimable
 
 log = logging.getLogger(__name__)
+
+THREAD_POOLS = ThreadpoolController()
+"""The BLAS and OpenMP libraries numpy, scipy and scikit-learn loaded, found once when this module is
+imported (searching a process's libraries takes tens of milliseconds in a process that loaded many)."""
 
 METHODS = {"numeric": "pmm", "integer": "pmm", "binary": "logreg", "category": "polyreg"}
 """The imputation method per variable type (mice's names)."""
@@ -65,7 +69,7 @@ def impute_cohort(cohort: pd.DataFrame, covariates, variables: dict[str, Variabl
     NotEstimable when a covariate has no observed value in the cohort. The many small fits run on one
     BLAS thread: starting threads costs more than they save here, and the imputed values then do not
     depend on the machine's thread count."""
-    with threadpool_limits(limits=1):
+    with THREAD_POOLS.limit(limits=1):
         return _impute(cohort, list(covariates), variables, imputation, seed, index)
 
 

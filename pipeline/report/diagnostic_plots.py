@@ -9,6 +9,7 @@ from __future__ import annotations
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from pipeline.config.settings import Variable
@@ -50,7 +51,6 @@ def _mirrored_histogram(ax, ps: np.ndarray, treated: np.ndarray, w: np.ndarray, 
                         min_cell: int | None) -> None:
     """Share of each arm's (weighted) patients per ps bin: treated upwards, control downwards;
     with ``min_cell``, bins of 1 to min_cell - 1 patients are left empty."""
-    widths = np.diff(_BINS)
     for arm, sign, label in ((treated, 1.0, labels["treated"]), (~treated, -1.0, labels["control"])):
         counts, _ = np.histogram(ps[arm], bins=_BINS, weights=w[arm])
         total = counts.sum()
@@ -59,11 +59,22 @@ def _mirrored_histogram(ax, ps: np.ndarray, treated: np.ndarray, w: np.ndarray, 
             patients, _ = np.histogram(ps[arm & (w > 0)], bins=_BINS)
             share = np.where(patients < min_cell, 0.0, share)
         color = _COLORS["treated"] if sign > 0 else _COLORS["control"]
-        ax.bar(_BINS[:-1], sign * share, width=widths, align="edge", color=color, alpha=0.75,
-               edgecolor="white", linewidth=0.3, label=label)
+        ax.add_collection(_bars(_BINS, sign * share, facecolor=color, alpha=0.75, edgecolor="white",
+                                linewidth=0.3, label=label))
+    ax.autoscale_view()
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("Propensity score")
+
+
+def _bars(edges: np.ndarray, heights: np.ndarray, **style) -> PolyCollection:
+    """One artist for a histogram's bars from 0 to ``heights`` between ``edges`` (empty bins left out):
+    hundreds of bar patches cost matplotlib far more bookkeeping than one collection."""
+    drawn = np.flatnonzero(heights)
+    left, right, top = edges[drawn], edges[drawn + 1], heights[drawn]
+    corners = np.stack([np.c_[left, np.zeros(len(drawn))], np.c_[left, top], np.c_[right, top],
+                        np.c_[right, np.zeros(len(drawn))]], axis=1)
+    return PolyCollection(corners, **style)
 
 
 def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path, labels: dict[str, str],
@@ -88,7 +99,7 @@ def overlap_plot(ps: np.ndarray, treated: np.ndarray, weights: np.ndarray, path,
         axes[0].set_ylabel(f"Share of arm ({labels['treated']} up, {labels['control']} down)")
         limit = max(abs(v) for v in axes[0].get_ylim() + axes[1].get_ylim())
         axes[0].set_ylim(-limit, limit)
-        axes[0].yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{abs(v):.2f}"))
+        axes[0].yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{abs(v):.3g}"))
         axes[1].legend(loc="upper right", fontsize="small")
         if min_cell is not None:
             fig.text(0.01, 0.01, f"Bins of fewer than {min_cell} patients are not drawn.", fontsize=7, color="#555555")

@@ -298,10 +298,13 @@ class _Study:
         if table1 is None or "variable" not in table1:
             return
         s = self.system
-        for (variable, arm, stage), group in table1.groupby(["variable", "arm", "stage"], sort=False):
+        groups = {}             # rows per (variable, arm, stage), in table1's order (one pass: cheaper than groupby)
+        for row in table1.itertuples(index=False):
+            groups.setdefault((row.variable, row.arm, row.stage), []).append(row)
+        for (variable, arm, stage), rows in groups.items():
             key = lambda level, statistic: self.table1_key(name, stage, variable, level, statistic, arm)  # noqa: E731
             cells = {}
-            for row in group.itertuples(index=False):      # a suppressed cell's units are not in table1.csv
+            for row in rows:      # a suppressed cell's units are not in table1.csv
                 cells[row.level, row.statistic] = s.add(key(row.level, row.statistic),
                                                         None if row.suppressed else row.units, small=row.suppressed)
             if variable == "n":

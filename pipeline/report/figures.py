@@ -16,4 +16,7 @@ def figure_style():
 
 
 def save_png(fig, path, dpi: int) -> None:
+    """Save ``fig`` as laid out (tight_layout leaves a placeholder layout engine on the figure, for
+    which savefig would draw the whole figure once more before drawing it into the file)."""
+    fig.set_layout_engine(None)
     fig.savefig(path, format="png", dpi=dpi, metadata={"Software": None})

@@ -29,9 +29,11 @@ def table1_display(table1: pd.DataFrame, labels: dict[str, str], variables: dict
                    min_cell: int) -> pd.DataFrame:
     """One row per variable, level and statistic (in table1.csv's order) with the variables' labels,
     and per stage the arms' cells (headed by the arms' names) and the SMD."""
+    by_row = {}             # {(variable, level, statistic): {(arm, stage): cell}} in table1's order
+    for cell in table1.itertuples(index=False):
+        by_row.setdefault((cell.variable, cell.level, cell.statistic), {})[cell.arm, cell.stage] = cell
     rows = []
-    for (variable, level, statistic), group in table1.groupby(["variable", "level", "statistic"], sort=False):
-        cells = {(cell.arm, cell.stage): cell for cell in group.itertuples(index=False)}
+    for (variable, level, statistic), cells in by_row.items():
         row = {"Variable": variable_label(variable, variables), "Level": level, "Statistic": STATISTICS[statistic]}
         for stage in STAGES:
             for arm in ARMS:
