@@ -243,8 +243,9 @@ def _reap(options: int) -> None:
         pass
 
 
-WARM_IMPORTS = ("matplotlib.pyplot", "statsmodels.api", "openpyxl")
-"""Modules the pipeline imports inside functions, besides its own modules."""
+WARM_IMPORTS = ("matplotlib.pyplot", "statsmodels.api", "openpyxl", "pyarrow.dataset", "snakemake.iocontainers")
+"""Modules the pipeline imports inside functions, besides its own modules, and those that reading a
+job's `snakemake` object imports."""
 
 
 def _preload() -> None:
@@ -267,6 +268,12 @@ def _warm_up() -> None:
     from matplotlib.figure import Figure
     from numba.core.registry import cpu_target
 
+    from pipeline.provenance import package_versions
+    from pipeline.report.html import templates
+
+    package_versions()
+    for template in templates().list_templates(extensions=["j2"]):
+        templates().get_template(template)
     cpu_target.target_context.refresh()
     figure = Figure(figsize=(2, 2))
     axes = figure.add_subplot()

@@ -2,6 +2,7 @@
 package versions."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import subprocess
@@ -38,13 +39,19 @@ def git_commit(repo: Path) -> str:
 
 
 def package_versions() -> dict[str, str]:
-    versions = {}
+    return dict(_installed_versions())
+
+
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    """Looked up once per process (the job server's forks inherit them)."""
+    versions = []
     for name in PACKAGES:
         try:
-            versions[name] = metadata.version(name)
+            versions.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+            versions.append((name, "not installed"))
+    return tuple(versions)
 
 
 def analysis_provenance(settings: dict, context: ReportContext, ingest_summary: dict, repo: Path) -> dict:

@@ -6,6 +6,7 @@ figures); the reports check `estimable` before reading any number and show the r
 from __future__ import annotations
 
 import base64
+import functools
 import html
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,7 +89,9 @@ def design_words(analysis: Analysis) -> DesignWords:
     return MATCHING_WORDS
 
 
-def _environment() -> jinja2.Environment:
+@functools.cache
+def templates() -> jinja2.Environment:
+    """The report templates (compiled once per process: the job server compiles them for its jobs)."""
     return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
@@ -440,7 +443,7 @@ def render_analysis(name: str, analysis: Analysis, context: ReportContext, resul
         "provenance": provenance_display(provenance),
         "timestamp": _timestamp(),
     }
-    return _environment().get_template("analysis.html.j2").render(page)
+    return templates().get_template("analysis.html.j2").render(page)
 
 
 def balance_text(analysis: Analysis, labels: dict) -> str:
@@ -568,4 +571,4 @@ def render_index(analyses: dict, context: ReportContext, ingest: dict, entries: 
             if len(interactions) else "",
             "design_forest": design_forest,
             "timestamp": _timestamp()}
-    return _environment().get_template("index.html.j2").render(page)
+    return templates().get_template("index.html.j2").render(page)
