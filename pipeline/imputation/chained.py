@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import warnings
 
+import numba
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
@@ -145,10 +146,81 @@ def _pmm(X, y, missing, rng, donors):
     predicted_observed = Xi[observed] @ fitted
     predicted_missing = Xi[missing] @ drawn
     k = min(donors, len(observed))
-    distance = np.abs(predicted_missing[:, None] - predicted_observed[None, :])
-    nearest = np.argsort(distance, axis=1, kind="stable")[:, :k]
-    chosen = nearest[np.arange(len(nearest)), rng.integers(0, k, size=len(nearest))]
-    return y[observed][chosen]
+    picks = rng.integers(0, k, size=len(predicted_missing))
+    return y[observed][nearest_donors(predicted_observed, predicted_missing, picks)]
+
+
+def nearest_donors(predicted_observed: np.ndarray, predicted_missing: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """For each missing row i, the observed row at place picks[i] (0 = the closest) when the observed
+    rows are ordered by their distance |predicted_missing[i] - predicted_observed| and, among equal
+    distances, by their position: a stable argsort of the row's distances, without forming them.
+
+    Each missing row walks outward from its place among the sorted predictions, a block of equal
+    distances at a time (sorted values have non-decreasing rounded distances on either side), so it
+    costs O(picks[i] + the distinct values it passes) after the sort, not O(observed rows).
+    """
+    order = np.argsort(predicted_observed, kind="stable")
+    values = predicted_observed[order]
+    run_start, run_end = _runs_of_equal_values(values)
+    return _walk_to_donors(values, order, run_start, run_end, predicted_missing, picks.astype(np.int64))
+
+
+def _runs_of_equal_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each position of a sorted array: where its run of equal values starts, and one past its end."""
+    new_run = np.append(True, values[1:] != values[:-1])
+    starts = np.flatnonzero(new_run)
+    ends = np.append(starts[1:], len(values))
+    run = np.cumsum(new_run) - 1
+    return starts[run], ends[run]
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_to_donors(values, order, run_start, run_end, targets, picks):
+    n = len(values)
+    chosen = np.empty(len(targets), dtype=np.int64)
+    heads, ends = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    for i in range(len(targets)):
+        target, skip = targets[i], picks[i]
+        right = np.searchsorted(values, target)      # [left, right): the rows passed so far
+        left = right
+        while True:
+            d_left = abs(target - values[left - 1]) if left > 0 else np.inf
+            d_right = abs(target - values[right]) if right < n else np.inf
+            nearest = min(d_left, d_right)
+            new_left, new_right = left, right
+            while new_left > 0 and abs(target - values[new_left - 1]) == nearest:
+                new_left = run_start[new_left - 1]
+            while new_right < n and abs(target - values[new_right]) == nearest:
+                new_right = run_end[new_right]
+            size = (left - new_left) + (new_right - right)
+            if skip < size:
+                chosen[i] = _smallest_position(order, run_end, new_left, left, right, new_right, skip, heads, ends)
+                break
+            skip -= size
+            left, right = new_left, new_right
+    return chosen
+
+
+@numba.njit(cache=True, nogil=True)
+def _smallest_position(order, run_end, a0, a1, b0, b1, skip, heads, ends):
+    """The (skip + 1)-th smallest of order[a0:a1] and order[b0:b1], whose runs of equal values are each
+    in ascending order (a stable sort): merged run by run."""
+    runs = 0
+    for start, stop in ((a0, a1), (b0, b1)):
+        j = start
+        while j < stop:
+            heads[runs], ends[runs] = j, run_end[j]
+            runs += 1
+            j = run_end[j]
+    while True:
+        best = -1
+        for r in range(runs):
+            if heads[r] < ends[r] and (best < 0 or order[heads[r]] < order[heads[best]]):
+                best = r
+        if skip == 0:
+            return order[heads[best]]
+        skip -= 1
+        heads[best] += 1
 
 
 def _class_draws(X, y, missing, rng, _donors):
