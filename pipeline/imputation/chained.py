@@ -140,10 +140,11 @@ def _pmm(X, y, missing, rng, donors):
     """Predictive mean matching: an observed value whose prediction is among the ``donors`` closest."""
     observed = np.flatnonzero(~missing)
     Xi = _with_intercept(X)
-    fitted, *_ = np.linalg.lstsq(Xi[observed], y[observed], rcond=None)
+    X_observed = Xi[observed]
+    fitted, *_ = np.linalg.lstsq(X_observed, y[observed], rcond=None)
     boot = _bootstrap_rows(observed, rng)
     drawn, *_ = np.linalg.lstsq(Xi[boot], y[boot], rcond=None)
-    predicted_observed = Xi[observed] @ fitted
+    predicted_observed = X_observed @ fitted
     predicted_missing = Xi[missing] @ drawn
     k = min(donors, len(observed))
     picks = rng.integers(0, k, size=len(predicted_missing))
@@ -227,16 +228,17 @@ def _class_draws(X, y, missing, rng, _donors):
     """Logistic (binary) or multinomial logistic (category) probabilities, then one draw per row."""
     observed = np.flatnonzero(~missing)
     boot = _bootstrap_rows(observed, rng)
-    classes = np.unique(y[boot])
+    X_boot, y_boot = X[boot], y[boot]
+    classes = np.unique(y_boot)
     if len(classes) == 1:
         probabilities = np.ones((int(missing.sum()), 1))
     else:
-        center, scale = X[boot].mean(axis=0), X[boot].std(axis=0)
+        center, scale = X_boot.mean(axis=0), X_boot.std(axis=0)
         scale[scale == 0] = 1.0
         model = LogisticRegression(C=10.0, max_iter=2000)
         with warnings.catch_warnings():      # a fit stopped at max_iter (separation) still gives probabilities
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit((X[boot] - center) / scale, y[boot])
+            model.fit((X_boot - center) / scale, y_boot)
         probabilities = model.predict_proba((X[missing] - center) / scale)
     cumulative = np.cumsum(probabilities, axis=1)
     u = rng.random(len(cumulative))[:, None]
