@@ -608,9 +608,10 @@ def counts_by_bincount(drawn, n_sets):
     return np.bincount(flat.ravel(), minlength=n_sets * b).reshape(n_sets, b).astype(float)
 
 
-def tied_sets_design(rng, n_sets=60):
+def tied_sets_design(rng, n_sets=150):
     """A CSC design as bootstrap_differences builds it, with fractional values and sets holding
-    several entries of the same row (controls of one set tied in time), which scipy sums."""
+    several entries of the same row (controls of one set tied in time), which scipy sums; more sets
+    than one tile of _design_times_tallies."""
     k = 7
     sets = np.repeat(np.arange(n_sets), 4)
     rows = rng.integers(0, 2, len(sets)) * 2 * k + rng.integers(0, 3, len(sets))   # few rows: duplicates

@@ -117,22 +117,30 @@ def _tally(drawn, tally):
         tally[s] += 1
 
 
+_TILE = 64
+"""Sets whose tallies _design_times_tallies copies together into a (set x resample) tile."""
+
+
 @numba.njit(cache=True, nogil=True)
 def _design_times_tallies(indptr, indices, data, tallies, totals):
     """totals = design @ tallies.T for a CSC design (indptr, indices, data), in the order of scipy's
     csc_matvecs: the sets in turn, each set's entries as stored, every product added to its row's
-    running sum. So the sums equal ``design.dot(tallies.T.astype(float))`` bit for bit, without
-    the (sets x resamples) float copy of the tallies."""
-    n_resamples = tallies.shape[0]
+    running sum. So the sums equal ``design.dot(tallies.T.astype(float))`` bit for bit. The tallies
+    are read a tile of sets at a time and transposed there, so that each entry's products take
+    consecutive counts."""
+    n_resamples, n_sets = tallies.shape
     totals[:] = 0.0
-    count = np.empty(n_resamples)
-    for s in range(len(indptr) - 1):
+    tile = np.empty((_TILE, n_resamples))
+    for first in range(0, n_sets, _TILE):
+        last = min(first + _TILE, n_sets)
         for r in range(n_resamples):
-            count[r] = tallies[r, s]
-        for entry in range(indptr[s], indptr[s + 1]):
-            row, value = indices[entry], data[entry]
-            for r in range(n_resamples):
-                totals[row, r] += value * count[r]
+            for s in range(first, last):
+                tile[s - first, r] = tallies[r, s]
+        for s in range(first, last):
+            for entry in range(indptr[s], indptr[s + 1]):
+                row, value = indices[entry], data[entry]
+                for r in range(n_resamples):
+                    totals[row, r] += value * tile[s - first, r]
 
 
 def _set_shares(treated, cluster, sets):
