@@ -78,12 +78,13 @@ def _impute(cohort, covariates, variables, imputation, seed, index):
     _fill_at_random(values, gaps, incomplete, rng)
     outcome = np.column_stack([cohort["treated"].to_numpy(float), cohort["event"].to_numpy(float),
                                nelson_aalen(cohort["time"], cohort["event"])])
+    predictors = _Predictors(outcome, values, covariates, variables)
     for _ in range(imputation.iterations if incomplete else 0):
         for name in incomplete:
-            others = [_encoded(values[o], variables[o]) for o in covariates if o != name]
-            X = np.column_stack([outcome, *others])
             method = METHODS[variables[name].type]
+            X = predictors.without(name, intercept=method == "pmm")
             values[name][gaps[name]] = _DRAWS[method](X, values[name], gaps[name], rng, imputation.donors)
+            predictors.update(name, gaps[name], values[name], variables[name])
     completed = cohort.copy()
     for name in incomplete:
         completed[name] = _as_column(values[name], cohort[name], variables[name])
@@ -93,6 +94,29 @@ def _impute(cohort, covariates, variables, imputation, seed, index):
     log.info("imputation %d: %s", index, ", ".join(f"{n} {summary['imputed'][n]} values ({summary['methods'][n]})"
                                                    for n in incomplete) or "nothing missing")
     return completed, summary
+
+
+class _Predictors:
+    """The predictors of every covariate's imputation model in one matrix, kept up to date: an
+    intercept column, the outcome's columns, then each covariate's encoded columns. A model's
+    predictors (the outcome and the other covariates, in order) are a copy of some of its columns,
+    with rows contiguous as np.column_stack would lay them out."""
+
+    def __init__(self, outcome: np.ndarray, values: dict, covariates: list[str], variables: dict[str, Variable]):
+        blocks = [np.ones((len(outcome), 1)), outcome, *(_encoded(values[c], variables[c]) for c in covariates)]
+        self.matrix = np.concatenate(blocks, axis=1)
+        ends = np.cumsum([block.shape[1] for block in blocks])
+        self.columns = {c: np.arange(start, end) for c, start, end in zip(covariates, ends[1:-1], ends[2:])}
+
+    def without(self, name: str, intercept: bool) -> np.ndarray:
+        """The outcome and every covariate but ``name``, after an intercept column if asked for."""
+        keep = np.setdiff1d(np.arange(0 if intercept else 1, self.matrix.shape[1]), self.columns[name])
+        return np.take(self.matrix, keep, axis=1)
+
+    def update(self, name: str, rows: np.ndarray, values: np.ndarray, variable: Variable) -> None:
+        """Covariate ``name``'s columns on ``rows`` (a mask) from its current ``values``."""
+        rows = np.flatnonzero(rows)
+        self.matrix[np.ix_(rows, self.columns[name])] = _encoded(values[rows], variable)
 
 
 def _fill_at_random(values: dict, gaps: dict, incomplete: list[str], rng: np.random.Generator) -> None:
@@ -132,14 +156,10 @@ def _bootstrap_rows(observed: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return rng.choice(observed, size=len(observed), replace=True)
 
 
-def _with_intercept(X: np.ndarray) -> np.ndarray:
-    return np.column_stack([np.ones(len(X)), X])
-
-
-def _pmm(X, y, missing, rng, donors):
-    """Predictive mean matching: an observed value whose prediction is among the ``donors`` closest."""
+def _pmm(Xi, y, missing, rng, donors):
+    """Predictive mean matching: an observed value whose prediction is among the ``donors`` closest.
+    ``Xi``: the predictors after an intercept column."""
     observed = np.flatnonzero(~missing)
-    Xi = _with_intercept(X)
     X_observed = Xi[observed]
     fitted, *_ = np.linalg.lstsq(X_observed, y[observed], rcond=None)
     boot = _bootstrap_rows(observed, rng)
