@@ -170,6 +170,11 @@ def test_nearest_donors_equal_the_stable_sort_of_the_distance_matrix(kind):
                                       donors_by_distance_matrix(observed, missing, picks, k))
 
 
+def test_nearest_donors_of_non_finite_predictions_are_not_estimable():
+    with pytest.raises(NotEstimable, match="not finite"):
+        nearest_donors(np.array([0.0, 1.0]), np.array([np.nan]), np.array([0]))
+
+
 def test_a_covariate_without_any_observed_value_is_not_estimable():
     cohort = simulated_cohort(50, 1)
     cohort["x"] = np.nan

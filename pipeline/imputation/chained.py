@@ -180,6 +180,8 @@ def nearest_donors(predicted_observed: np.ndarray, predicted_missing: np.ndarray
     distances at a time (sorted values have non-decreasing rounded distances on either side), so it
     costs O(picks[i] + the distinct values it passes) after the sort, not O(observed rows).
     """
+    if not (np.isfinite(predicted_observed).all() and np.isfinite(predicted_missing).all()):
+        raise NotEstimable("predictive mean matching: the imputation model's predictions are not finite")
     order = np.argsort(predicted_observed, kind="stable")
     values = predicted_observed[order]
     run_start, run_end = _runs_of_equal_values(values)
@@ -197,6 +199,7 @@ def _runs_of_equal_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @numba.njit(cache=True, nogil=True)
 def _walk_to_donors(values, order, run_start, run_end, targets, picks):
+    """nearest_donors on the sorted predictions ``values`` (``order``: their rows)."""
     n = len(values)
     chosen = np.empty(len(targets), dtype=np.int64)
     heads, ends = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
