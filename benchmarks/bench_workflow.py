@@ -40,8 +40,9 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TARGET_SECONDS, TARGET_MB = 120, 4096
 # Each rule runs workflow/scripts/<rule>.py.
-RULES = ("ingest_center", "merge_registry", "cohort", "propensity", "match", "weight", "balance", "survival",
-         "bootstrap", "analysis_report", "index_report", "manifest")
+RULES = ("ingest_center", "merge_registry", "cohort", "impute", "propensity", "pool_propensity", "match",
+         "weight", "stack_matches", "balance", "survival", "bootstrap", "pool_balance", "pool_survival",
+         "analysis_report", "index_report", "manifest")
 
 
 def write_study(directory: Path, n: int, only: str | None = None) -> Path:
