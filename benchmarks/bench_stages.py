@@ -80,9 +80,11 @@ def timed(checkout: Path, study: Path, analysis: str, stage: str) -> dict:
 
 
 def analyses_of(study: Path) -> list[str]:
-    """Every analysis (and imputation) of the run with a matched sample."""
+    """Every analysis (and imputation) of the run with a matched sample; not a multiply imputed
+    analysis itself (its imputations are; its results are pooled by other rules)."""
     results = study / "results"
-    return sorted(str(path.parent.relative_to(results)) for path in results.rglob("matched.parquet"))
+    return sorted(str(path.parent.relative_to(results)) for path in results.rglob("matched.parquet")
+                  if not (path.parent / "imputations").is_dir())
 
 
 def main(argv=None) -> int:
