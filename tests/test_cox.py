@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from pipeline.outcome.cox import fit_cox, score_tests, why_no_hazard_ratio
+from pipeline.outcome.cox import fit_cox, group_codes, score_tests, why_no_hazard_ratio
 from pipeline.outcome.hazard_ratio import logrank
 
 
@@ -67,3 +67,16 @@ def test_why_no_hazard_ratio_within_strata():
     treated, pairs = np.array([True, False, True, False]), np.array([0, 0, 1, 1])
     assert why_no_hazard_ratio(time, event, treated) is None
     assert "do not compare" in why_no_hazard_ratio(time, event, treated, strata=pairs).reason
+
+
+@pytest.mark.parametrize("ids", [
+    np.array([5, 3, 3, 9, 0, 5]),                         # small non-negative integers, with gaps
+    np.array([7], dtype=np.uint32),
+    np.array([2, -1, 2, 4]),                              # negative: sorted by np.unique
+    np.array([10**9, 3, 10**9]),                          # sparse: sorted by np.unique
+    np.array(["b", "a", "b", "c"]),
+    np.array([0.5, 0.25, 0.5]),
+])
+def test_group_codes_are_the_ranks_of_the_distinct_ids(ids):
+    distinct = sorted(set(ids.tolist()))
+    assert group_codes(ids).tolist() == [distinct.index(v) for v in ids.tolist()]

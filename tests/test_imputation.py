@@ -10,7 +10,7 @@ import pytest
 from imputation_data import ANALYSIS, VARIABLES, complete_case_result, pooled_result, simulated_cohort
 from pipeline.config.settings import Imputation
 from pipeline.errors import NotEstimable
-from pipeline.imputation.chained import impute_cohort, nelson_aalen
+from pipeline.imputation.chained import impute_cohort, nearest_donors, nelson_aalen
 from pipeline.imputation.pooling import (
     median_summary,
     pool_balance,
@@ -137,6 +137,42 @@ def test_nelson_aalen_at_each_patients_time():
     # at risk 4, 3, 1 at the distinct times 1, 2, 3; events 1, 1, 1 (the censoring at 2 counts at risk)
     at_1, at_2 = 1 / 4, 1 / 4 + 1 / 3
     assert nelson_aalen([2, 1, 3, 2], [1, 1, 1, 0]) == pytest.approx([at_2, at_1, at_2 + 1, at_2])
+
+
+def donors_by_distance_matrix(predicted_observed, predicted_missing, picks, k):
+    """Predictive mean matching's donor choice the straightforward way: every missing row's distances
+    to every observed row, stably sorted, the picked one of the k nearest."""
+    distance = np.abs(predicted_missing[:, None] - predicted_observed[None, :])
+    nearest = np.argsort(distance, axis=1, kind="stable")[:, :k]
+    return nearest[np.arange(len(nearest)), picks]
+
+
+def pmm_predictions(kind, rng, n, m):
+    eps = np.finfo(float).eps
+    if kind == "few values":          # large blocks of equal predictions, targets between and on them
+        return rng.integers(0, 4, n).astype(float), rng.integers(-1, 5, m) + rng.choice([0, 0.5], m)
+    if kind == "continuous":
+        return rng.normal(size=n), rng.normal(size=m)
+    if kind == "rounding":            # neighbours one ulp apart: different values at equal rounded distance
+        return 1 + rng.integers(-3, 4, n) * eps, 1 + rng.integers(-3, 4, m) * eps / 2
+    return np.round(rng.normal(size=n), 1), np.round(rng.normal(size=m), 1) + 0.05   # symmetric ties
+
+
+@pytest.mark.parametrize("kind", ["few values", "continuous", "rounding", "symmetric"])
+def test_nearest_donors_equal_the_stable_sort_of_the_distance_matrix(kind):
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n, m = int(rng.integers(1, 50)), int(rng.integers(1, 20))
+        k = min(int(rng.integers(1, 8)), n)
+        observed, missing = pmm_predictions(kind, rng, n, m)
+        picks = rng.integers(0, k, size=m)
+        np.testing.assert_array_equal(nearest_donors(observed, missing, picks),
+                                      donors_by_distance_matrix(observed, missing, picks, k))
+
+
+def test_nearest_donors_of_non_finite_predictions_are_not_estimable():
+    with pytest.raises(NotEstimable, match="not finite"):
+        nearest_donors(np.array([0.0, 1.0]), np.array([np.nan]), np.array([0]))
 
 
 def test_a_covariate_without_any_observed_value_is_not_estimable():

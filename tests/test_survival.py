@@ -9,10 +9,10 @@ import matplotlib.figure
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import sparse, stats
 
 from pipeline.outcome import bootstrap, survival
-from pipeline.outcome.bootstrap import (_count_draws, _km_columns, _median_columns, _rmst_columns,
+from pipeline.outcome.bootstrap import (_design_times_tallies, _km_columns, _median_columns, _rmst_columns,
                                         bootstrap_differences, percentile_interval)
 from pipeline.outcome.cox import fit_cox, score_tests
 from pipeline.config.settings import Survival
@@ -602,43 +602,79 @@ def test_plot_is_byte_reproducible_and_suppresses_small_counts(tmp_path):
 
 
 def counts_by_bincount(drawn, n_sets):
-    """The original numpy counting: resample r's draw of set s lands in bin s * b + r."""
+    """Resample r's draw of set s lands in bin s * b + r: the (sets x resamples) multiplicities."""
     b = drawn.shape[0]
     flat = drawn * b + np.arange(b)[:, None]
     return np.bincount(flat.ravel(), minlength=n_sets * b).reshape(n_sets, b).astype(float)
 
 
+def tied_sets_design(rng, n_sets=150):
+    """A CSC design as bootstrap_differences builds it, with fractional values and sets holding
+    several entries of the same row (controls of one set tied in time), which scipy sums; more sets
+    than one tile of _design_times_tallies."""
+    k = 7
+    sets = np.repeat(np.arange(n_sets), 4)
+    rows = rng.integers(0, 2, len(sets)) * 2 * k + rng.integers(0, 3, len(sets))   # few rows: duplicates
+    values = rng.choice([1.0, 1 / 3, 0.1, 0.7, 2.0], len(sets))
+    return sparse.csc_matrix((values, (rows, sets)), shape=(4 * k, n_sets))
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_count_kernel_equals_bincount_counting(seed):
+def test_design_times_tallies_equals_scipy_product_bit_for_bit(seed):
     rng = np.random.default_rng(seed)
-    n_sets, chunk = 97, 8
-    tallies = np.full((chunk, n_sets), 7, dtype=np.int32)     # stale contents must not leak
-    counts = np.full((n_sets, chunk), -1.0)
+    design = tied_sets_design(rng)
+    n_sets, chunk = design.shape[1], 8
+    tallies = np.full((chunk, n_sets), 7, dtype=np.int32)
+    totals = np.full((design.shape[0], chunk), -1.0)            # stale contents must not leak
     for b in (chunk, 3):                                       # a full chunk, then a partial one
         drawn = rng.integers(0, n_sets, size=(b, n_sets))
-        _count_draws(drawn, tallies[:b], counts[:, :b])
-        np.testing.assert_array_equal(counts[:, :b], counts_by_bincount(drawn, n_sets))
+        tallies[:b] = counts_by_bincount(drawn, n_sets).T
+        _design_times_tallies(design.indptr, design.indices, design.data, tallies[:b], totals[:, :b])
+        expected = design.dot(counts_by_bincount(drawn, n_sets))
+        assert totals[:, :b].tobytes() == np.ascontiguousarray(expected).tobytes()
 
 
-def numpy_count_draws(drawn, tallies, counts):
-    counts[:] = counts_by_bincount(drawn, counts.shape[0])
+def reference_chunk_totals(design, rng, tallies, totals):
+    """The straightforward bootstrap step: all of the chunk's draws at once (int64), their counts,
+    the sparse product."""
+    b, n_sets = tallies.shape
+    drawn = rng.integers(0, n_sets, size=(b, n_sets))
+    totals[:] = design.dot(counts_by_bincount(drawn, n_sets))
+
+
+def k_to_one_tied():
+    """Matched sets of one treated and three controls with tied times (fractional weights 1/3)."""
+    rng = np.random.default_rng(5)
+    n_sets = 40
+    treat = np.r_[np.ones(n_sets, int), np.zeros(3 * n_sets, int)]
+    subclass = np.r_[np.arange(n_sets), np.repeat(np.arange(n_sets), 3)]
+    time = np.r_[rng.integers(1, 30, n_sets), np.repeat(rng.integers(1, 30, n_sets), 3)].astype(float)
+    return pd.DataFrame({"time": time, "event": rng.integers(0, 2, len(time)), "treat": treat,
+                         "w": np.where(treat == 1, 1.0, 1 / 3), "subclass": subclass})
 
 
 @pytest.mark.parametrize("seed", [1, 7, 11, 2024])
-def test_bootstrap_ci_identical_to_bincount_counting(seed, monkeypatch):
-    """Same draws, same counts: the CI of the numba counting equals the original numpy one exactly."""
+def test_bootstrap_identical_to_the_straightforward_draws_and_product(seed, monkeypatch):
+    """Same draws, same sums: int32 draws resample by resample, tallies and the ordered product
+    give exactly the replicates of one int64 draw per chunk, bincount counts and scipy's product
+    (ties, whole and fractional weights, duplicate rows in a set, matching with replacement, a
+    partial last chunk, a shard of the chunks)."""
     d = CASES["tied"][0]()
     g, sets = gbsg_replace()
+    k3 = k_to_one_tied()
     runs = [lambda: bootstrap_differences(d.time, d.event, d.treat, d.w, d.subclass, tau=36,
                                           replicates=45, seed=seed, chunk=8),
             lambda: bootstrap_differences(g.time, g.event, g.treat, g.w, g.subclass, tau=60,
-                                          replicates=45, seed=seed, sets=sets, chunk=16)]
+                                          replicates=45, seed=seed, sets=sets, chunk=16),
+            lambda: bootstrap_differences(k3.time, k3.event, k3.treat, k3.w, k3.subclass, tau=20,
+                                          replicates=45, seed=seed, chunk=8, chunks=range(2, 5))]
     fast = [run_once() for run_once in runs]
-    monkeypatch.setattr(bootstrap, "_count_draws", numpy_count_draws)
+    monkeypatch.setattr(bootstrap, "_chunk_totals", reference_chunk_totals)
     reference = [run_once() for run_once in runs]
     for a, b in zip(fast, reference):
         assert_same_replicates(a, b)
         assert percentile_interval(a["median_difference"]) == percentile_interval(b["median_difference"])
+        assert np.isfinite(a["rmst_difference"]).all()
 
 
 # --- the fitted Kaplan-Meier object ------------------------------------------------------------

@@ -141,11 +141,13 @@ def constant_covariates(X: pd.DataFrame, treated: np.ndarray, weights: np.ndarra
     """Sentences naming each covariate column that takes a single value in an arm, before or after
     matching: its variance ratio is not defined there, and it may separate the arms."""
     sentences = []
+    kept = weights > 0
+    stages = (("", (("treated", treated), ("controls", ~treated))),
+              ("matched ", (("treated", treated & kept), ("controls", ~treated & kept))))
     for name in X.columns:
         x = X[name].to_numpy(dtype=float)
-        for stage, w in (("", np.ones(len(x))), ("matched ", weights)):
-            arms = [arm for arm, rows in (("treated", treated), ("controls", ~treated))
-                    if _single_value(x[rows & (w > 0)])]
+        for stage, rows_of_arms in stages:
+            arms = [arm for arm, rows in rows_of_arms if _single_value(x[rows])]
             if arms:
                 sentences.append(f"{name} is constant among the {stage}{' and the '.join(arms)}: "
                                  "its variance ratio is not defined")

@@ -54,22 +54,21 @@ def bootstrap_differences(time, event, treated, weight, cluster, *, tau, replica
         (np.concatenate([entry_weight, entry_weight * event[rows]]),
          (np.concatenate([block, block + k]), np.concatenate([set_codes, set_codes]))),
         shape=(4 * k, n_sets))
+    design.eliminate_zeros()      # the censored rows' event entries: adding 0 changes no sum
     chunks = bootstrap_shard(replicates, 1, 0, chunk) if chunks is None else chunks
     width = min(chunk, replicates)
     tallies = np.empty((width, n_sets), dtype=np.int32)   # reused: no fresh pages per chunk
-    counts = np.empty((n_sets, width))
+    totals = np.empty((4 * k, width))
     parts = []
     for c in chunks:
         b = min(chunk, replicates - c * chunk)
-        drawn = np.random.default_rng([seed, c]).integers(0, n_sets, size=(b, n_sets))
-        _count_draws(drawn, tallies[:b], counts[:, :b])
-        totals = design.dot(counts[:, :b])
+        _chunk_totals(design, np.random.default_rng([seed, c]), tallies[:b], totals[:, :b])
         part = np.empty(b, dtype=[(name, float) for name in BOOTSTRAP_FIELDS])
-        treated_surv = _km_columns(totals[:k], totals[k:2 * k])
-        control_surv = _km_columns(totals[2 * k:3 * k], totals[3 * k:])
+        treated_surv = _km_columns(totals[:k, :b], totals[k:2 * k, :b])
+        control_surv = _km_columns(totals[2 * k:3 * k, :b], totals[3 * k:, :b])
         with np.errstate(invalid="ignore"):          # both medians not reached: undefined (NaN)
-            part["median_difference"] = (_median_columns(times, totals[:k], treated_surv)
-                                         - _median_columns(times, totals[2 * k:3 * k], control_surv))
+            part["median_difference"] = (_median_columns(times, totals[:k, :b], treated_surv)
+                                         - _median_columns(times, totals[2 * k:3 * k, :b], control_surv))
         part["rmst_difference"] = (_rmst_columns(times, treated_surv, tau)
                                    - _rmst_columns(times, control_surv, tau))
         parts.append(part)
@@ -97,21 +96,51 @@ def percentile_interval(diffs: np.ndarray):
     return finite_or_none(lower), finite_or_none(upper), int(np.isnan(diffs).sum())
 
 
-@numba.njit(cache=True, nogil=True)
-def _count_draws(drawn, tallies, counts):
-    """counts[s, r] = how often resample r drew set s (drawn: resamples x draws).
+def _chunk_totals(design, rng, tallies, totals):
+    """totals = design @ (the multiplicities of the sets in each of the chunk's resamples), one
+    column per resample; ``tallies`` (resamples x sets) is scratch space.
 
-    Tallied one resample at a time into a row of ``tallies`` (its random writes stay within
-    one row), then transposed into ``counts``, the (set x resample) layout the sparse product reads.
+    Resample r draws its sets after resample r - 1's from the chunk's generator, the stream of one
+    (resamples x sets) draw; drawn as int32, which gives the same values as int64 below 2**31.
     """
-    n_resamples, n_draws = drawn.shape
-    tallies[:] = 0
-    for r in range(n_resamples):
-        for i in range(n_draws):
-            tallies[r, drawn[r, i]] += 1
-    for s in range(counts.shape[0]):
+    n_sets = tallies.shape[1]
+    for r in range(tallies.shape[0]):
+        _tally(rng.integers(0, n_sets, size=n_sets, dtype=np.int32), tallies[r])
+    _design_times_tallies(design.indptr, design.indices, design.data, tallies, totals)
+
+
+@numba.njit(cache=True, nogil=True)
+def _tally(drawn, tally):
+    """tally[s] = how often ``drawn`` holds set s."""
+    tally[:] = 0
+    for s in drawn:
+        tally[s] += 1
+
+
+_TILE = 64
+"""Sets whose tallies _design_times_tallies copies together into a (set x resample) tile."""
+
+
+@numba.njit(cache=True, nogil=True)
+def _design_times_tallies(indptr, indices, data, tallies, totals):
+    """totals = design @ tallies.T for a CSC design (indptr, indices, data), in the order of scipy's
+    csc_matvecs: the sets in turn, each set's entries as stored, every product added to its row's
+    running sum. So the sums equal ``design.dot(tallies.T.astype(float))`` bit for bit. The tallies
+    are read a tile of sets at a time and transposed there, so that each entry's products take
+    consecutive counts."""
+    n_resamples, n_sets = tallies.shape
+    totals[:] = 0.0
+    tile = np.empty((_TILE, n_resamples))
+    for first in range(0, n_sets, _TILE):
+        last = min(first + _TILE, n_sets)
         for r in range(n_resamples):
-            counts[s, r] = tallies[r, s]
+            for s in range(first, last):
+                tile[s - first, r] = tallies[r, s]
+        for s in range(first, last):
+            for entry in range(indptr[s], indptr[s + 1]):
+                row, value = indices[entry], data[entry]
+                for r in range(n_resamples):
+                    totals[row, r] += value * tile[s - first, r]
 
 
 def _set_shares(treated, cluster, sets):

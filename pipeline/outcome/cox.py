@@ -272,5 +272,12 @@ def why_no_hazard_ratio(time, event, treated, strata=None) -> NoHazardRatio | No
 
 
 def group_codes(values):
-    """0..k-1 codes of the distinct values (ids of clusters, strata or matched sets)."""
-    return np.unique(np.asarray(values), return_inverse=True)[1].ravel()
+    """0..k-1 codes of the distinct values (ids of clusters, strata or matched sets), in their sorted
+    order. Ids that are small non-negative integers (matched sets numbered 0..n) are coded by marking
+    the ids present, in linear time; others by np.unique's sort."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iu" and len(values) and values.min() >= 0 and values.max() < 4 * len(values):
+        present = np.zeros(int(values.max()) + 1, dtype=bool)
+        present[values] = True
+        return (np.cumsum(present) - 1)[values]
+    return np.unique(values, return_inverse=True)[1].ravel()
