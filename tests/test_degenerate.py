@@ -11,7 +11,7 @@ from pipeline.design.balance import balance_table, constant_covariates
 from pipeline.design.matching.common import matching_distance
 from pipeline.design.propensity import fit_propensity
 from pipeline.design.propensity.logistic import separating_covariates
-from pipeline.design.stages import balance_stage, match_stage, propensity_stage
+from pipeline.design.stages import balance_stage, match_stage, matching_weights, propensity_stage
 from pipeline.errors import NotEstimable
 from pipeline.io import estimable_record, upstream_not_estimable, write_json, write_not_estimable
 
@@ -115,7 +115,7 @@ def test_balance_stage_reports_constant_covariates():
     data = cohort()
     scores, _, matched, _ = run_design(data)
     data["ecog"] = pd.array(np.where(data["treated"], 1, 2), dtype="Int64")
-    _, _, summary = balance_stage(data, scores, matched, ["age", "ecog"], "complete_case", VARIABLES, min_cell=5)
+    _, _, summary = balance_stage(data, scores, matching_weights(data, matched), ["age", "ecog"], "complete_case", VARIABLES, min_cell=5)
     assert summary["estimable"] is True
     assert any(w.startswith("ecog is constant among") for w in summary["warnings"])
 

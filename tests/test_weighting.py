@@ -15,7 +15,7 @@ from pipeline.config.validate import ConfigError, expand_analyses, fill_defaults
 from pipeline.design import weighting as weighting_schemes
 from pipeline.design.balance import balance_table
 from pipeline.design.designs import design_label, design_name, design_names
-from pipeline.design.stages import balance_stage, weighting_stage
+from pipeline.design.stages import balance_stage, matching_weights, weighting_stage
 from pipeline.design.table_one import table_one
 from pipeline.design.weighting.common import WeightingScheme, trim_bounds
 from pipeline.errors import NotEstimable
@@ -180,11 +180,11 @@ def test_balance_stage_passes_the_estimand():
     cohort, scores = frames("gbsg")
     matched, _, _ = weighting_stage(cohort, scores, Weighting("ATE", False, None))
     spec = variables(age={"type": "numeric"}, meno={"type": "binary"})
-    balance, _, summary = balance_stage(cohort, scores, matched, ["age", "meno"], "complete_case", spec, 5, "ATE")
+    balance, _, summary = balance_stage(cohort, scores, matching_weights(cohort, matched), ["age", "meno"], "complete_case", spec, 5, "ATE")
     expected = r_table("gbsg", "balance", "ate").set_index("variable")
     np.testing.assert_allclose(balance.set_index("variable").smd_after, expected.loc[["age", "meno"], "smd_after"],
                                rtol=1e-9)
-    att = balance_stage(cohort, scores, matched, ["age", "meno"], "complete_case", spec, 5, "ATT")[0]
+    att = balance_stage(cohort, scores, matching_weights(cohort, matched), ["age", "meno"], "complete_case", spec, 5, "ATT")[0]
     assert not np.allclose(att.smd_before, balance.smd_before), "the denominator depends on the estimand"
 
 

@@ -280,13 +280,18 @@ def matching_weights(cohort: pd.DataFrame, matched: pd.DataFrame) -> np.ndarray:
     return np.where(rows >= 0, matched["weight"].to_numpy(float)[rows], 0.0)
 
 
-def balance_stage(cohort: pd.DataFrame, scores: pd.DataFrame, matched: pd.DataFrame, covariates, missing: str,
+def balance_columns(covariates) -> list[str]:
+    """The cohort columns balance_stage reads (the covariates may come as categoricals:
+    pipeline.io.read_parquet's ``categories``, since it only codes them by their configured levels)."""
+    return ["patient_id", "treated", *covariates]
+
+
+def balance_stage(cohort: pd.DataFrame, scores: pd.DataFrame, weights: np.ndarray, covariates, missing: str,
                   variables: dict[str, Variable], min_cell: int, estimand: str = "ATT"
                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Balance table (balance.csv), Table 1 (table1.csv) and summary (balance.json); ``estimand``
-    (the design's) chooses the SMD denominator."""
+    """Balance table (balance.csv), Table 1 (table1.csv) and summary (balance.json); ``weights``:
+    matching_weights of the cohort's rows; ``estimand`` (the design's) chooses the SMD denominator."""
     treated = cohort["treated"].to_numpy(bool)
-    weights = matching_weights(cohort, matched)
     variables = analysis_variables(variables, cohort)
     X = covariate_matrix(cohort, covariates, missing, variables)
     binary = {c for c in X.columns if c not in variables or variables[c].type == "binary"}
