@@ -51,11 +51,11 @@ RULES = ("ingest_center", "merge_registry", "cohort", "impute", "propensity", "p
          "shareable_manifest")
 
 
-def write_study(directory: Path, n: int, only: str | None = None, reuse: bool = False) -> Path:
+def write_study(directory: Path, n: int, only: str | None = None, reuse: bool = False, without=()) -> Path:
     """Synthetic extracts for n patients and a config.yaml for them; returns the config path. With
     ``only``, the config keeps that one analysis, without its subgroups and sensitivity variants.
     With ``reuse``, extracts written by an earlier call for the same n are kept (writing 10,000,000
-    patients takes minutes); the workflow's results are always removed."""
+    patients takes minutes); the workflow's results are always removed. ``without``: analyses left out."""
     centers_file = directory / "registry" / f"centers-{n}.yaml"
     if reuse and centers_file.exists():
         shutil.rmtree(directory / "results", ignore_errors=True)
@@ -76,6 +76,8 @@ def write_study(directory: Path, n: int, only: str | None = None, reuse: bool = 
         analysis = {key: value for key, value in config["analyses"][only].items()
                     if key not in ("subgroups", "sensitivity")}
         config["analyses"] = {only: analysis}
+    for name in without:
+        config["analyses"].pop(name)
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return path
@@ -241,11 +243,13 @@ def main(argv=None) -> int:
                         "(without its subgroups and sensitivity variants)")
     parser.add_argument("--until", metavar="RULE", help="run the workflow only up to this rule (e.g. match)")
     parser.add_argument("--reuse", action="store_true", help="keep the extracts of an earlier run of the same size")
+    parser.add_argument("--without", metavar="ANALYSIS", nargs="+", default=[],
+                        help="leave these analyses of the demo config out (e.g. imputed_all_patients)")
     args = parser.parse_args(argv)
     for n in args.sizes:
         label = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
         t0 = time.perf_counter()
-        config = write_study(args.out / f"workflow_{label}", n, args.only, args.reuse)
+        config = write_study(args.out / f"workflow_{label}", n, args.only, args.reuse, args.without)
         print(f"{label}: registry written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         run = run_workflow(config, args.cores, args.until)
         bootstrap = max(a["survival"]["bootstrap"] for a in yaml.safe_load(config.read_text())["analyses"].values())
