@@ -7,7 +7,7 @@ workers, so theirs is included), jobs run, and the load average of the machine (
 run down). The runs' results must be byte-identical apart from the reports' run timestamp; the last
 column says whether they are.
 
-    python benchmarks/bench_demo.py [--repeats 2] [--cores 2] [--server-only]
+    python benchmarks/bench_demo.py [--repeats 2] [--cores 2] [--server-only] [--against REVISION]
 """
 from __future__ import annotations
 
@@ -33,13 +33,15 @@ UNTIMED = ("logs", "benchmarks")
 TIMESTAMP = re.compile(rb'<p class="muted" id="run-timestamp">.*?</p>')
 
 
-def run_demo(study: Path, server: str | None, cores: int) -> dict:
+def run_demo(study: Path, server: str | None, cores: int, source: Path = REPO) -> dict:
+    """One run of the demo in ``study`` with the workflow and pipeline of ``source`` (a checkout)."""
     env = {key: value for key, value in os.environ.items() if key != "PSM_PIPELINE_JOB_SERVER"}
+    env["PYTHONPATH"] = str(source)
     if server:
         env["PSM_PIPELINE_JOB_SERVER"] = server
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run([str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(study), "--configfile",
+    done = subprocess.run([str(SNAKEMAKE), "-s", str(source / "Snakefile"), "-d", str(study), "--configfile",
                            str(study / "config.yaml"), "--cores", str(cores)],
                           env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -49,6 +51,14 @@ def run_demo(study: Path, server: str | None, cores: int) -> dict:
     jobs = re.search(r"^(\d+) of \1 steps \(100%\) done", done.stderr, re.MULTILINE)
     return {"wall": wall, "cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
             "jobs": int(jobs.group(1)) if jobs else None, "load": os.getloadavg()[0 if wall < 90 else 1]}
+
+
+def export_revision(revision: str, target: Path) -> Path:
+    """The repository's files at ``revision`` in ``target`` (git archive)."""
+    target.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
 
 
 def same_results(first: Path, second: Path) -> bool:
@@ -75,20 +85,24 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--server-only", action="store_true", help="skip the baseline (every job its own process)")
+    parser.add_argument("--against", metavar="REVISION", help="also run this git revision of the workflow (as it "
+                        "runs by default), alternating with the others: the before of a change")
     args = parser.parse_args(argv)
-    modes = {label: server for label, server in MODES.items() if server is None or not args.server_only}
+    modes = {label: (server, REPO) for label, server in MODES.items() if server is None or not args.server_only}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        reference = None
+        if args.against:
+            modes[f"revision {args.against}"] = (None, export_revision(args.against, Path(tmp) / "revision"))
+        references = {}
         for repeat in range(args.repeats):
-            for label, server in modes.items():
-                study = copy_demo(Path(tmp) / f"{repeat}-{server or 'server'}")
-                run = run_demo(study, server, args.cores)
-                reference = reference or study / "results"
+            for number, (label, (server, source)) in enumerate(modes.items()):
+                study = copy_demo(Path(tmp) / f"{repeat}-{number}")
+                run = run_demo(study, server, args.cores, source)
+                reference = references.setdefault(source, study / "results")
                 rows.append({"label": label, **run, "same": same_results(reference, study / "results")})
                 print(f"{label}: {run['wall']:.1f} s", file=sys.stderr)
     print(f"| demo (753 patients), --cores {args.cores} | jobs | wall s | CPU s, all processes | load average "
-          "| results identical to the first run |")
+          "| results identical to the first run of the same code |")
     print("|---|---:|---:|---:|---:|---|")
     for row in rows:
         print(f"| {row['label']} | {row['jobs']} | {row['wall']:.1f} | {row['cpu']:.1f} | {row['load']:.1f} "

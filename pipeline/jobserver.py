@@ -79,7 +79,7 @@ def launch(name: str) -> JobServer:
             [sys.executable, "-m", "pipeline.jobserver", str(listener.fileno()), str(os.getpid())],
             pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, **dict.fromkeys(THREAD_VARIABLES, "1")})
+            env=_one_thread_environment())
     return JobServer(process, name)
 
 
@@ -156,9 +156,14 @@ def _run_in_server(job, name: str) -> bool:
     return True
 
 
+def _one_thread_environment() -> dict:
+    """This process's environment, as Snakemake's shell gives it to a one-thread job."""
+    return {**os.environ, **dict.fromkeys(THREAD_VARIABLES, "1")}
+
+
 def _environment(resources) -> dict:
-    """The job's environment, as Snakemake's shell gives a one-thread job."""
-    environment = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, "1")}
+    """The job's environment: one thread, and its temporary directory."""
+    environment = _one_thread_environment()
     if resources.get("tmpdir"):
         environment.update(dict.fromkeys(("TMPDIR", "TMP", "TEMPDIR", "TEMP"), resources["tmpdir"]))
     return environment
