@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.csv_text import write_minimal_csv
 from pipeline.errors import DataError, NotEstimable, PipelineError
 
 
@@ -83,8 +84,10 @@ def write_csv(frame: pd.DataFrame, path) -> None:
     every text cell quoted (csv.QUOTE_NONNUMERIC), which reads back the same.
     """
     safe = _spreadsheet_safe(frame)
-    quoting = csv.QUOTE_NONNUMERIC if _has_carriage_return(safe) else csv.QUOTE_MINIMAL
-    safe.to_csv(path, index=False, lineterminator="\n", quoting=quoting)
+    if _has_carriage_return(safe):
+        safe.to_csv(path, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    else:
+        write_minimal_csv(safe, path)
 
 
 def _spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:

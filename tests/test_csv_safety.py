@@ -124,11 +124,12 @@ HOSTILE_CELLS = ["=cmd|' /C calc'!A0", "+1+1", "-abc", "@SUM(1)", "\t=1", "\r=1"
 
 
 def test_only_pipeline_io_writes_csv_files():
-    """One writer: every CSV the workflow writes goes through pipeline.io.write_csv (the synthetic
-    demo extracts of pipeline/synth.py are inputs, written as a center would)."""
+    """One writer: every CSV the workflow writes goes through pipeline.io.write_csv (pipeline.csv_text
+    formats it, or hands it to pandas); the synthetic demo extracts of pipeline/synth.py are inputs,
+    written as a center would."""
     sources = [*REPO.glob("pipeline/**/*.py"), *REPO.glob("workflow/**/*.py"), *REPO.glob("workflow/**/*.smk")]
     writers = [p.relative_to(REPO).as_posix() for p in sources if ".to_csv(" in p.read_text()]
-    assert sorted(writers) == ["pipeline/io.py", "pipeline/synth.py"]
+    assert sorted(writers) == ["pipeline/csv_text.py", "pipeline/io.py", "pipeline/synth.py"]
 
 
 def test_quarantine_keeps_hostile_raw_cells_exactly(tmp_path):
