@@ -10,14 +10,17 @@ result (the JSON of survival.json, the CSVs of balance.csv and table1.csv, byte 
 Prints a markdown table; CPU seconds are the minimum over ``--repeat`` runs (the machine is shared).
 
     python benchmarks/bench_stages.py benchmarks/out/workflow_1M [--analyses all_patients ...]
-        [--stages balance survival] [--baseline /path/to/other/checkout] [--repeat 1]
+        [--stages balance survival] [--baseline /path/to/other/checkout] [--repeat 1] [--profile TOP]
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
 import hashlib
+import io
 import json
 import os
+import pstats
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 ONE_THREAD = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
 
 
-def run_stage(study: Path, analysis: str, stage: str) -> dict:
-    """In this process: the stage's CPU seconds and a digest of its result."""
+def run_stage(study: Path, analysis: str, stage: str, profile: int = 0) -> dict:
+    """In this process: the stage's CPU seconds and a digest of its result; with ``profile``, also the
+    ``profile`` functions with the most cumulative time (the CPU time then includes the profiler's)."""
     import resource
 
     import yaml
@@ -44,9 +48,12 @@ def run_stage(study: Path, analysis: str, stage: str) -> dict:
                 else study_settings.analyses[analysis])
     results = study / "results" / analysis
     if stage == "balance":
-        from pipeline.design.stages import balance_stage
-        args = (read_parquet(results / "cohort.parquet"), read_parquet(results / "propensity.parquet"),
-                read_parquet(results / "matched.parquet"), settings.covariates, settings.missing,
+        from pipeline.design.stages import balance_columns, balance_stage, matching_weights
+        cohort = read_parquet(results / "cohort.parquet", columns=balance_columns(settings.covariates),
+                              categories=settings.covariates)
+        weights = matching_weights(cohort, read_parquet(results / "matched.parquet", columns=["patient_id", "weight"]))
+        args = (cohort, read_parquet(results / "propensity.parquet", columns=["ps"]), weights,
+                settings.covariates, settings.missing,
                 study_settings.variables_of(settings.variable_names), study_settings.report.min_cell,
                 settings.estimand)
         call = lambda: balance_stage(*args)                                     # noqa: E731
@@ -62,17 +69,22 @@ def run_stage(study: Path, analysis: str, stage: str) -> dict:
         digest = lambda out: json.dumps(out.result, sort_keys=True).encode()    # noqa: E731
     cpu_target.target_context.refresh()
     before = resource.getrusage(resource.RUSAGE_SELF)
-    out = call()
+    profiler = cProfile.Profile() if profile else None
+    out = profiler.runcall(call) if profiler else call()
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"cpu": cpu, "digest": hashlib.sha256(digest(out)).hexdigest(), "rows": len(args[0])}
+    report = io.StringIO()
+    if profiler:
+        pstats.Stats(profiler, stream=report).sort_stats("cumulative").print_stats(profile)
+    return {"cpu": cpu, "digest": hashlib.sha256(digest(out)).hexdigest(), "rows": len(args[0]),
+            "profile": report.getvalue()}
 
 
-def timed(checkout: Path, study: Path, analysis: str, stage: str) -> dict:
+def timed(checkout: Path, study: Path, analysis: str, stage: str, profile: int = 0) -> dict:
     """run_stage in a fresh process importing ``checkout``'s pipeline package."""
     env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(checkout)}
     code = (f"import json, sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); import bench_stages; "
-            f"print(json.dumps(bench_stages.run_stage(bench_stages.Path({str(study)!r}), {analysis!r}, {stage!r})))")
+            f"print(json.dumps(bench_stages.run_stage(bench_stages.Path({str(study)!r}), {analysis!r}, {stage!r}, {profile})))")
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=checkout, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{stage} of {analysis} failed with {checkout}:\n{done.stderr[-3000:]}")
@@ -94,6 +106,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stages", nargs="+", default=["balance", "survival"], choices=["balance", "survival"])
     parser.add_argument("--baseline", type=Path, help="another checkout to compare with")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--profile", type=int, default=0, metavar="TOP",
+                        help="print each stage's TOP functions by cumulative time (this checkout's first run)")
     args = parser.parse_args(argv)
     study = args.study.resolve()
     checkouts = {"this": REPO, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
@@ -107,7 +121,7 @@ def main(argv=None) -> int:
             runs = {name: [] for name in checkouts}
             for _ in range(args.repeat):
                 for name, checkout in checkouts.items():
-                    runs[name].append(timed(checkout, study, analysis, stage))
+                    runs[name].append(timed(checkout, study, analysis, stage, args.profile))
             best = {name: min(r["cpu"] for r in rs) for name, rs in runs.items()}
             for name in checkouts:
                 totals[name] += best[name]
@@ -116,6 +130,8 @@ def main(argv=None) -> int:
                 same = len({r["digest"] for rs in runs.values() for r in rs}) == 1
                 row += f" {best['baseline']:.2f} | {best['baseline'] / best['this']:.2f} | {'yes' if same else 'NO'} |"
             print(row, flush=True)
+            if args.profile:
+                print(f"\n```\n{runs['this'][0]['profile']}```\n", flush=True)
     row = f"| **total** | | | **{totals['this']:.1f}** |"
     if args.baseline:
         row += f" **{totals['baseline']:.1f}** | {totals['baseline'] / totals['this']:.2f} | |"

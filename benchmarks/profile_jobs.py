@@ -58,7 +58,6 @@ def run_job(script: Path, study: Path, profile_to: Path | None) -> tuple[str, fl
         status = 1
         try:
             os.chdir(study)
-            os.environ[jobserver.INSIDE] = "1"
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             profiler = cProfile.Profile() if profile_to else None

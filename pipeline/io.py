@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.csv_text import write_minimal_csv
@@ -251,6 +252,29 @@ def text_column(values: pd.Series) -> pd.Series:
         return values
     text = pa.chunked_array([pa.array(values.array).cast(pa.large_string())])
     return pd.Series(pd.arrays.ArrowStringArray(text), index=values.index, name=values.name)
+
+
+def id_positions(ids: pd.Series, among: pd.Series) -> np.ndarray:
+    """The position of each of ``ids`` in ``among`` (-1 where absent); ``among`` holds each id once
+    (a cohort, a matched sample). Arrow hashes the ids as they are stored: no Python string per id,
+    as a pandas index would build."""
+    ids, among = pa.array(ids), pa.array(among)
+    in_order = _positions_in_order(ids, among) if len(ids) < len(among) else None
+    if in_order is not None:
+        return in_order
+    return pc.index_in(ids, value_set=among).fill_null(-1).to_numpy().astype(np.int64)
+
+
+def _positions_in_order(ids, among) -> np.ndarray | None:
+    """The positions of ``ids`` when they are all in ``among`` and in its order (a matched sample's ids
+    in its cohort, say), else None. Hashing the fewer ids and looking the others up costs half as
+    much as hashing ``among`` (whose table is the slow part)."""
+    if ids.null_count or among.null_count:
+        return None
+    positions = np.flatnonzero(pc.is_in(among, value_set=ids).to_numpy(zero_copy_only=False))
+    if len(positions) != len(ids) or not pc.all(pc.equal(among.take(positions), ids)).as_py():
+        return None
+    return positions.astype(np.int64)
 
 
 def parquet_columns(path) -> list[str]:

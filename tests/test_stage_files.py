@@ -7,7 +7,8 @@ import pytest
 from pipeline.config.settings import Variable
 from pipeline.design.propensity.design_matrix import INTERCEPT, design_matrix
 from pipeline.design.propensity.logistic import _fit_logistic
-from pipeline.design.stages import id_positions, published_matched
+from pipeline.design.stages import published_matched
+from pipeline.io import id_positions
 from pipeline.io import ARROW_STRING, read_parquet, text_column, write_parquet
 
 
@@ -44,6 +45,18 @@ def test_id_positions_find_each_id_once_and_mark_the_absent():
     among = pd.Series(["b", "a", "c"], dtype=ARROW_STRING)
     assert id_positions(pd.Series(["c", "x", "a"], dtype=object), among).tolist() == [2, -1, 1]
     assert id_positions(pd.Series([3, 1]), pd.Series([1, 2, 3])).tolist() == [2, 0]
+
+
+@pytest.mark.parametrize("ids, expected", [
+    (["b", "d"], [1, 3]),              # in among's order: looked up from among's side
+    (["d", "b"], [3, 1]),              # out of order
+    (["b", "x"], [1, -1]),             # one absent
+    (["b", "b"], [1, 1]),              # an id asked for twice
+    (["a", None], [0, -1]),            # a missing id
+])
+def test_id_positions_of_fewer_ids_than_among(ids, expected):
+    among = pd.Series(["a", "b", "c", "d", "e"], dtype=ARROW_STRING)
+    assert id_positions(pd.Series(ids, dtype=ARROW_STRING), among).tolist() == expected
 
 
 def test_published_matched_takes_each_patients_center_from_the_cohort():

@@ -11,8 +11,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline.config.settings import Matching, PropensityDesign, Variable, Weighting
 from pipeline.design import matching as matching_methods
@@ -26,7 +24,7 @@ from pipeline.design.propensity.diagnostics import ps_diagnostics
 from pipeline.design.table_one import table_one
 from pipeline.design.weighting.common import kish_ess, unweighable
 from pipeline.errors import NotEstimable
-from pipeline.io import text_column
+from pipeline.io import id_positions, text_column
 
 log = logging.getLogger(__name__)
 
@@ -266,13 +264,6 @@ def _weights_summary(weights: np.ndarray) -> dict:
 
 
 # --- balance --------------------------------------------------------------------------------------
-
-def id_positions(ids: pd.Series, among: pd.Series) -> np.ndarray:
-    """The position of each of ``ids`` in ``among`` (the first, if it occurs twice; -1 where absent).
-    Arrow hashes the ids as they are stored: no Python string per id, as a pandas index would build."""
-    found = pc.index_in(pa.array(ids), value_set=pa.array(among))
-    return found.fill_null(-1).to_numpy().astype(np.int64)
-
 
 def matching_weights(cohort: pd.DataFrame, matched: pd.DataFrame) -> np.ndarray:
     """Weight per cohort row (0 for the unmatched)."""

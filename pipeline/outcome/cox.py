@@ -58,6 +58,13 @@ class _Layout:
     n_groups: int
 
 
+def risk_layout(time, strata=None) -> _Layout:
+    """The rows' layout by (stratum, time), for several fits and tests on the same rows (each would
+    otherwise sort them again)."""
+    time = np.asarray(time, dtype=float)
+    return _layout(time, np.zeros(len(time), dtype=np.int64) if strata is None else group_codes(strata))
+
+
 def _layout(time, strata):
     order = np.lexsort((time, strata))
     t, s = time[order], strata[order]
@@ -168,11 +175,11 @@ def _cumulative_within_stratum(per_group, layout):
     return head[1:] - head[layout.stratum_start]
 
 
-def _sorted_data(time, event, x, weight, strata):
-    """Layout and the sorted, centred covariate, weights and events (R centres the covariate)."""
-    time, event, x, weight = (np.asarray(a, dtype=float) for a in (time, event, x, weight))
-    strata = np.zeros(len(time), dtype=np.int64) if strata is None else group_codes(strata)
-    layout = _layout(time, strata)
+def _sorted_data(time, event, x, weight, strata, layout=None):
+    """Layout (risk_layout(time, strata) unless given) and the sorted, centred covariate, weights and
+    events (R centres the covariate)."""
+    event, x, weight = (np.asarray(a, dtype=float) for a in (event, x, weight))
+    layout = risk_layout(time, strata) if layout is None else layout
     o = layout.order
     xs, ws, ds = x[o], weight[o], event[o]
     return layout, xs - np.sum(ws * xs) / np.sum(ws), ws, ds
@@ -190,12 +197,13 @@ def _clusters(cluster, n):
     return np.arange(n) if cluster is None else group_codes(cluster)
 
 
-def fit_cox(time, event, x, weight, cluster=None, strata=None, conf_level=0.95) -> CoxResult:
+def fit_cox(time, event, x, weight, cluster=None, strata=None, conf_level=0.95, layout=None) -> CoxResult:
     """Weighted Efron Cox fit of one covariate; robust SE clustered on ``cluster``
-    (each row its own cluster when None). Check why_no_hazard_ratio first."""
+    (each row its own cluster when None); ``layout``: risk_layout(time, strata), if already made.
+    Check why_no_hazard_ratio first."""
     if np.sum(np.asarray(event, dtype=float)) == 0:
         raise DataError("Cox model: no events in the matched sample")
-    layout, xs, ws, ds = _sorted_data(time, event, x, weight, strata)
+    layout, xs, ws, ds = _sorted_data(time, event, x, weight, strata, layout)
     beta, info, iterations = _newton(layout, xs, ws, ds)
     naive_var = 1.0 / info
     resid = _score_residuals(layout, xs, ws, ds, beta) * ws * naive_var
@@ -212,14 +220,14 @@ def fit_cox(time, event, x, weight, cluster=None, strata=None, conf_level=0.95) 
         p=float(2 * stats.norm.sf(abs(beta) / robust_se)), **common)
 
 
-def score_tests(time, event, x, weight, cluster=None, strata=None) -> ScoreTests:
+def score_tests(time, event, x, weight, cluster=None, strata=None, layout=None) -> ScoreTests:
     """Score tests of beta = 0 in the weighted Efron model, as R's coxph.
 
     Naive: U(0)^2 / I(0) (``summary(fit)$sctest``). Robust (``$robscore``): the weighted score
     residuals at beta = 0 summed per cluster, U = their total, chisq = U^2 / sum over clusters
-    of the squared cluster sums. Check why_no_hazard_ratio first.
+    of the squared cluster sums. ``layout`` as fit_cox's. Check why_no_hazard_ratio first.
     """
-    layout, xs, ws, ds = _sorted_data(time, event, x, weight, strata)
+    layout, xs, ws, ds = _sorted_data(time, event, x, weight, strata, layout)
     _, score, info = _loglik_score_info(layout, xs, ws, ds, 0.0)
     resid = _score_residuals(layout, xs, ws, ds, 0.0) * ws
     variance = _cluster_variance(resid, _clusters(cluster, len(xs))[layout.order])
@@ -234,8 +242,9 @@ class NoHazardRatio:
     tests_defined: bool
 
 
-def why_no_hazard_ratio(time, event, treated, strata=None) -> NoHazardRatio | None:
-    """Why the hazard ratio of ``treated`` (binary) cannot be estimated, or None when it can.
+def why_no_hazard_ratio(time, event, treated, strata=None, layout=None) -> NoHazardRatio | None:
+    """Why the hazard ratio of ``treated`` (binary) cannot be estimated, or None when it can
+    (``layout`` as fit_cox's).
 
     Checked on the (stratum, time) blocks; weights do not matter (they are positive):
     - no events, or no event time at which both arms are at risk and someone at risk survives
@@ -247,7 +256,7 @@ def why_no_hazard_ratio(time, event, treated, strata=None) -> NoHazardRatio | No
       reports a huge coefficient); symmetrically zero. The tests of HR = 1 are still defined.
     """
     treated = np.asarray(treated, dtype=bool)
-    layout, _, _, dead = _sorted_data(time, event, treated, np.ones(len(treated)), strata)
+    layout, _, _, dead = _sorted_data(time, event, treated, np.ones(len(treated)), strata, layout)
     arm = treated[layout.order]
     g, ng = layout.group, layout.n_groups
     at_risk_t = _risk_set_sums(np.bincount(g, arm, ng), layout)

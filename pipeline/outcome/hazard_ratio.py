@@ -14,7 +14,7 @@ What the data cannot estimate is None with a sentence appended to ``warnings``.
 import numpy as np
 from scipy import stats
 
-from pipeline.outcome.cox import fit_cox, score_tests, why_no_hazard_ratio
+from pipeline.outcome.cox import fit_cox, risk_layout, score_tests, why_no_hazard_ratio
 from pipeline.outcome.km import RiskTable
 
 COMMON_OUTCOME = 0.15                  # VanderWeele & Ding: convert HR to RR above this
@@ -86,38 +86,39 @@ def compare_hazards(time, event, treated, weight, cluster, cluster_kind: str, wa
     Arrays already validated (compare_survival); ``cluster`` is the matched set or the patient,
     as ``cluster_kind`` says.
     """
-    missing = why_no_hazard_ratio(time, event, treated)
+    layout = risk_layout(time)
+    missing = why_no_hazard_ratio(time, event, treated, layout=layout)
     tests_defined = missing is None or missing.tests_defined
     if missing is not None:
         also = "" if tests_defined else " (nor the log-rank and score tests)"
         warnings.append(f"The hazard ratio is not estimated{also}: {missing.reason}.")
     logrank_chisq, logrank_p = logrank(time, event, treated) if tests_defined else (None, None)
-    naive, robust = _score_chisqs(time, event, treated, weight, cluster, tests_defined, warnings)
+    naive, robust = _score_chisqs(time, event, treated, weight, cluster, tests_defined, warnings, layout)
     return {
         "logrank_chisq": logrank_chisq, "logrank_p": logrank_p,
         "test": _headline_test(weight, cluster_kind, logrank_chisq, robust),
         "score_tests": {"naive_chisq": naive, "naive_p": _chisq_p(naive),
                         "robust_chisq": robust, "robust_p": _chisq_p(robust), "cluster": cluster_kind},
-        **_marginal_hr(time, event, treated, weight, cluster, cluster_kind, missing is None, warnings),
+        **_marginal_hr(time, event, treated, weight, cluster, cluster_kind, missing is None, warnings, layout),
     }
 
 
-def _score_chisqs(time, event, treated, weight, cluster, defined, warnings):
+def _score_chisqs(time, event, treated, weight, cluster, defined, warnings, layout):
     """(naive, robust) score chi-squares of HR = 1, None where undefined."""
     if not defined:
         return None, None
-    scores = score_tests(time, event, treated.astype(float), weight, cluster=cluster)
+    scores = score_tests(time, event, treated.astype(float), weight, cluster=cluster, layout=layout)
     if scores.robust_chisq is None:
         warnings.append(f"The robust score test is undefined: {_ZERO_ROBUST}.")
     return scores.naive_chisq, scores.robust_chisq
 
 
-def _marginal_hr(time, event, treated, weight, cluster, cluster_kind, estimable, warnings):
+def _marginal_hr(time, event, treated, weight, cluster, cluster_kind, estimable, warnings, layout):
     common = event.mean() > COMMON_OUTCOME
     out = dict.fromkeys(("hr", "hr_lower", "hr_upper", "hr_p", "hr_robust_se"))
     evalue = {"point": None, "ci": None}
     if estimable:
-        cox = fit_cox(time, event, treated.astype(float), weight, cluster=cluster)
+        cox = fit_cox(time, event, treated.astype(float), weight, cluster=cluster, layout=layout)
         out.update(hr=cox.hr, hr_lower=cox.hr_lower, hr_upper=cox.hr_upper, hr_p=cox.p,
                    hr_robust_se=cox.robust_se)
         if cox.robust_se is None:
@@ -150,12 +151,13 @@ def conditional_hr(time, event, treated, weight, pair_strata, warnings: list) ->
     """The pair-stratified (conditional) HR, clustered on the matched set (secondary)."""
     label = ("pair-stratified (conditional) HR: coxph(Surv ~ treated + strata(matched set),"
              " weights, cluster = matched set, ties = efron)")
-    missing = why_no_hazard_ratio(time, event, treated, strata=pair_strata)
+    layout = risk_layout(time, pair_strata)
+    missing = why_no_hazard_ratio(time, event, treated, layout=layout)
     if missing is not None:
         warnings.append(f"The pair-stratified hazard ratio is not estimated: {missing.reason} "
                         "(within the matched sets).")
         return {"hr": None, "lower": None, "upper": None, "p": None, "robust_se": None, "label": label}
-    cox = fit_cox(time, event, treated.astype(float), weight, cluster=pair_strata, strata=pair_strata)
+    cox = fit_cox(time, event, treated.astype(float), weight, cluster=pair_strata, layout=layout)
     if cox.robust_se is None:
         warnings.append(f"The pair-stratified hazard ratio has no confidence interval or p-value: "
                         f"{_ZERO_ROBUST}.")

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config.settings import Survival
+from pipeline.io import id_positions
 from pipeline.outcome.bootstrap import bootstrap_differences, bootstrap_shard
 from pipeline.outcome.power import power_summary
 from pipeline.outcome.survival import Comparison, compare_survival, rmst_horizon
@@ -40,15 +41,17 @@ class MatchedSample:
     def from_frames(cls, cohort: pd.DataFrame, matched: pd.DataFrame, pairs: pd.DataFrame) -> MatchedSample:
         """cohort: patient_id, treated, time, event; matched: patient_id, subclass (null without
         matched sets), weight; pairs: treated_id, control_id (none for a weighting design)."""
-        rows = pd.Index(matched["patient_id"]).get_indexer(cohort["patient_id"])   # -1: not matched
+        rows = id_positions(cohort["patient_id"], matched["patient_id"])   # -1: not matched
         in_sample = np.flatnonzero(rows >= 0)
-        outcome = cohort.iloc[in_sample]
-        sets = matched.iloc[rows[in_sample]]
-        patient_id = sets["patient_id"].to_numpy()
-        has_sets = len(sets) > 0 and bool(sets["subclass"].notna().all())
-        subclass = sets["subclass"].to_numpy(np.int64) if has_sets else None
-        return cls(time=outcome["time"].to_numpy(float), event=outcome["event"].to_numpy(int),
-                   treated=outcome["treated"].to_numpy(bool), weight=sets["weight"].to_numpy(float),
+        rows = rows[in_sample]
+        subclass = matched["subclass"].iloc[rows]
+        has_sets = len(rows) > 0 and bool(subclass.notna().all())
+        subclass = subclass.to_numpy(np.int64) if has_sets else None
+        if not has_sets:
+            patient_id = matched["patient_id"].to_numpy()[rows]
+        return cls(time=cohort["time"].to_numpy(float)[in_sample], event=cohort["event"].to_numpy(int)[in_sample],
+                   treated=cohort["treated"].to_numpy(bool)[in_sample],
+                   weight=matched["weight"].to_numpy(float)[rows],
                    cluster=subclass if has_sets else pd.factorize(patient_id)[0],
                    cluster_kind="matched set" if has_sets else "patient",
                    bootstrap_sets=_replacement_sets(patient_id, pairs) if not has_sets and len(pairs) else None,
