@@ -382,7 +382,7 @@ class _Reader:
         ok = (stop - first) % 2 == 0
         ok[lines.line_of(q[misplaced])] = False
         sep_first, sep_stop = lines.bounds(seps)
-        inside = (np.searchsorted(q, seps) & 1).astype(bool)  # an odd number of quotes before
+        inside = np.bitwise_xor.accumulate(arr == ord(self.quote))[seps]  # odd number of quotes before
         inside ^= np.repeat(odd_start, sep_stop - sep_first)
         running = np.concatenate([[0], np.cumsum(inside, dtype=np.int64)])
         return fields - (running[sep_stop] - running[sep_first]), ok
