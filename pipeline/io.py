@@ -107,6 +107,8 @@ def _has_carriage_return(frame: pd.DataFrame) -> bool:
 def _holds(cells: pd.Series, character: str) -> bool:
     if isinstance(cells.dtype, pd.StringDtype):     # searched where the text is stored
         return bool(cells.str.contains(character, regex=False).any())
+    if isinstance(cells.dtype, pd.CategoricalDtype):     # its cells are its categories
+        return character in "".join(map(str, cells.cat.categories))
     return character in "".join(map(str, cells.to_numpy(object)))
 
 
@@ -123,6 +125,9 @@ def _safe_column(values: pd.Series) -> pd.Series:
         return values.astype(object).mask(negative_infinity, ESCAPE + "-inf")
     if isinstance(values.dtype, pd.StringDtype) and not values.str.match(FORMULA_START).any():
         return values       # no cell starts like a formula (a text column of ids, say): nothing to escape
+    if isinstance(values.dtype, pd.CategoricalDtype) and _text_categories(values):
+        escaped = _escaped(pd.Series(values.cat.categories, dtype=object))   # one-to-one: names stay distinct
+        return values.cat.rename_categories(escaped.tolist())
     present = values.notna().to_numpy()
     codes, uniques = pd.factorize(values[present].astype(str))   # the cells as to_csv writes them
     escaped = _escaped(pd.Series(uniques, dtype=object)).to_numpy(object)
@@ -132,6 +137,10 @@ def _safe_column(values: pd.Series) -> pd.Series:
     out = values.astype(object).copy()
     out.iloc[np.flatnonzero(present)[changed]] = escaped[codes[changed]]
     return out
+
+
+def _text_categories(values: pd.Series) -> bool:
+    return pd.api.types.infer_dtype(values.cat.categories, skipna=True) == "string"
 
 
 def _escaped(text: pd.Series) -> pd.Series:

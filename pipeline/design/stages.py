@@ -196,7 +196,8 @@ def _pairs_by_id(scores: pd.DataFrame, result: MatchResult) -> pd.DataFrame:
 def published_matched(matched: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
     """matched.csv: the matched sample with each patient's center (from ``cohort``: patient_id,
     center, as text or categorical) and its arm as the published ``group`` column."""
-    group = np.where(matched["treated"].to_numpy(bool), ARM_NAMES[True], ARM_NAMES[False])
+    group = pd.Categorical.from_codes(matched["treated"].to_numpy(bool).astype(np.int8),
+                                      categories=[ARM_NAMES[False], ARM_NAMES[True]])
     rows = id_positions(matched["patient_id"], cohort["patient_id"])
     center = text_column(pd.Series(cohort["center"].array.take(rows, allow_fill=True))).array
     return pd.DataFrame({"patient_id": matched["patient_id"], "center": center, "group": group,
