@@ -60,7 +60,8 @@ def main(argv=None) -> int:
             slow = cpu_seconds(lambda: _spreadsheet_safe(frame).to_csv(theirs, index=False, lineterminator="\n"),
                                args.repeat)
             same = filecmp.cmp(ours, theirs, shallow=False)
-            print(f"| {rows:,} | {fast:.2f} | {slow:.2f} | {slow / fast:.1f}× | {'yes' if same else 'NO'} |", flush=True)
+            row = f"| {rows:,} | {fast:.2f} | {slow:.2f} | {slow / fast:.1f}× | {'yes' if same else 'NO'} |"
+            print(row, flush=True)
     return 0
 
 

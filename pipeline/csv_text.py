@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,7 +29,8 @@ TEXT = pa.large_string()
 
 def write_minimal_csv(frame: pd.DataFrame, path) -> None:
     """``frame.to_csv(path, index=False, lineterminator="\\n")``, byte for byte."""
-    if len(frame) == 0 or frame.shape[1] < 2 or not all(_formattable(frame.iloc[:, i]) for i in range(frame.shape[1])):
+    formattable = all(_formattable(frame.iloc[:, i]) for i in range(frame.shape[1]))
+    if len(frame) == 0 or frame.shape[1] < 2 or not formattable:
         frame.to_csv(path, index=False, lineterminator="\n")
         return
     with open(path, "wb") as out:
