@@ -47,8 +47,7 @@ class MatchedSample:
         subclass = matched["subclass"].iloc[rows]
         has_sets = len(rows) > 0 and bool(subclass.notna().all())
         subclass = subclass.to_numpy(np.int64) if has_sets else None
-        if not has_sets:
-            patient_id = matched["patient_id"].to_numpy()[rows]
+        patient_id = None if has_sets else matched["patient_id"].to_numpy()[rows]
         return cls(time=cohort["time"].to_numpy(float)[in_sample], event=cohort["event"].to_numpy(int)[in_sample],
                    treated=cohort["treated"].to_numpy(bool)[in_sample],
                    weight=matched["weight"].to_numpy(float)[rows],
